@@ -1,0 +1,118 @@
+"""What each database says about the synced tables: columns, unique keys, foreign keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from psycopg import sql
+
+from websync_dagster.sync.errors import ConfigError
+
+
+class QuerySession(Protocol):
+    def query(self, query: sql.Composable) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # as format_type() prints it, e.g. "vector(768)", "text[]"
+    not_null: bool
+    has_default: bool
+    generated: bool
+
+
+@dataclass(frozen=True)
+class UniqueKey:
+    name: str
+    columns: tuple[str, ...]
+    primary: bool
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    columns: tuple[Column, ...]
+    unique_keys: tuple[UniqueKey, ...]
+    foreign_keys: tuple[ForeignKey, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        for key in self.unique_keys:
+            if key.primary:
+                return key.columns
+        return ()
+
+
+_CATALOG_QUERY = """
+SELECT c.relname AS name,
+  (SELECT json_agg(json_build_object(
+            'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull,
+            'has_default', a.atthasdef OR a.attidentity <> '', 'generated', a.attgenerated <> '')
+          ORDER BY a.attnum)
+     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+  (SELECT coalesce(json_agg(json_build_object(
+            'name', coalesce(con.conname, ic.relname), 'primary', i.indisprimary,
+            'columns', (SELECT json_agg(att.attname ORDER BY k.ord)
+                          FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                          JOIN pg_attribute att ON att.attrelid = c.oid AND att.attnum = k.attnum))
+          ORDER BY ic.relname), '[]'::json)
+     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+     LEFT JOIN pg_constraint con
+            ON con.conindid = i.indexrelid AND con.conrelid = c.oid AND con.contype IN ('p', 'u')
+    WHERE i.indrelid = c.oid AND i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL) AS unique_keys,
+  (SELECT coalesce(json_agg(json_build_object(
+            'name', con.conname, 'ref_table', rc.relname,
+            'columns', (SELECT json_agg(att.attname ORDER BY k.ord)
+                          FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+                          JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = k.attnum),
+            'ref_columns', (SELECT json_agg(att.attname ORDER BY k.ord)
+                              FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+                              JOIN pg_attribute att ON att.attrelid = con.confrelid AND att.attnum = k.attnum))
+          ORDER BY con.conname), '[]'::json)
+     FROM pg_constraint con JOIN pg_class rc ON rc.oid = con.confrelid
+    WHERE con.conrelid = c.oid AND con.contype = 'f') AS foreign_keys
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname = ANY({tables})
+"""
+
+
+def read_catalog(session: QuerySession, tables: list[str], *, side: str) -> dict[str, TableInfo]:
+    """The catalog of ``tables`` in one database; a missing table is a ConfigError naming it."""
+    rows = session.query(sql.SQL(_CATALOG_QUERY).format(tables=sql.Literal(list(tables))))
+    found: dict[str, TableInfo] = {}
+    for row in rows:
+        found[row["name"]] = TableInfo(
+            name=row["name"],
+            columns=tuple(Column(**c) for c in row["columns"]),
+            unique_keys=tuple(
+                UniqueKey(u["name"], tuple(u["columns"]), u["primary"]) for u in row["unique_keys"]
+            ),
+            foreign_keys=tuple(
+                ForeignKey(f["name"], tuple(f["columns"]), f["ref_table"], tuple(f["ref_columns"]))
+                for f in row["foreign_keys"]
+            ),
+        )
+    missing = [t for t in tables if t not in found]
+    if missing:
+        raise ConfigError(f"table {', '.join(missing)} not found in the {side} database")
+    return {t: found[t] for t in tables}

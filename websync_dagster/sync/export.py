@@ -1,0 +1,140 @@
+"""Dev side: stream a table (or only the rows prod lacks) to a Postgres CSV file with COPY."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    table: str
+    path: str
+    scope: str  # "delta" (rows prod lacks) or "all"
+    rows: int
+    bytes: int
+    sha256: str
+    columns: tuple[str, ...]
+    dev_rows: int
+    already_in_prod: int
+    clashes: dict[str, int]  # other unique key -> dev rows left out because prod holds that key value
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExportResult:
+        return cls(**{**data, "columns": tuple(data["columns"])})
+
+
+def export_path(export_dir: Path, table: str, stamp: str) -> Path:
+    return export_dir / f"{table}_{stamp}.csv"
+
+
+def _select_list(columns: Sequence[str], overrides: Mapping[str, Any]) -> sql.Composed:
+    items = [
+        sql.SQL("{} AS {}").format(sql.Literal(overrides[c]), sql.Identifier(c))
+        if c in overrides
+        else sql.Identifier("t", c)
+        for c in columns
+    ]
+    return sql.SQL(", ").join(items)
+
+
+@dataclass(frozen=True)
+class ProdKeySet:
+    """The values one unique key of prod's table holds, as COPY text (one row per line)."""
+
+    name: str
+    columns: tuple[str, ...]
+    primary: bool
+    chunks: Iterable[bytes]
+
+
+def _load_key_set(cur: psycopg.Cursor, table: str, index: int, key_set: ProdKeySet) -> sql.Composed:
+    """Put a prod key set into a dev temp table; return the condition 'this dev row clashes with it'."""
+    temp = sql.Identifier(f"_ws_prod_keys_{index}")
+    cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+        temp, sql.SQL(", ").join(map(sql.Identifier, key_set.columns)), sql.Identifier(table)))
+    with cur.copy(sql.SQL("COPY {} FROM STDIN").format(temp)) as copy:
+        for chunk in key_set.chunks:
+            copy.write(chunk)
+    cur.execute(sql.SQL("ANALYZE {}").format(temp))
+    match = sql.SQL(" AND ").join(
+        sql.SQL("p.{c} = t.{c}").format(c=sql.Identifier(c)) for c in key_set.columns
+    )
+    return sql.SQL("EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(temp, match)
+
+
+def export_table(
+    dev: psycopg.Connection,
+    table: str,
+    columns: Sequence[str],
+    path: Path,
+    *,
+    prod_key_sets: Sequence[ProdKeySet] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ExportResult:
+    """Write ``columns`` of ``table`` as CSV with a header to ``path``.
+
+    With ``prod_key_sets`` (prod's primary key first, then its other unique keys), only the rows that
+    clash with none of them are written: the keys go into dev temp tables, so the delta is computed by
+    dev's planner and rows never pass through Python objects. Rows left out because prod holds the
+    same value of another unique key are counted per key.
+    """
+    started = time.perf_counter()
+    overrides = overrides or {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    digest = hashlib.sha256()
+    size = 0
+    clashes: dict[str, int] = {}
+    already = 0
+    with dev.transaction(), dev.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        dev_rows = cur.fetchone()[0]
+        where = sql.SQL("")
+        if prod_key_sets is not None:
+            conditions = [_load_key_set(cur, table, i, ks) for i, ks in enumerate(prod_key_sets)]
+            for key_set, condition in zip(prod_key_sets, conditions, strict=True):
+                earlier = [sql.SQL("NOT {}").format(c) for c in conditions[: conditions.index(condition)]]
+                cur.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(
+                    sql.Identifier(table), sql.SQL(" AND ").join([*earlier, condition])))
+                n = cur.fetchone()[0]
+                if key_set.primary:
+                    already = n
+                elif n:
+                    clashes[key_set.name] = n
+            where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(sql.SQL("NOT {}").format(c) for c in conditions)
+        query = sql.SQL("COPY (SELECT {} FROM {} AS t{}) TO STDOUT (FORMAT csv, HEADER true)").format(
+            _select_list(columns, overrides), sql.Identifier(table), where
+        )
+        with open(partial, "wb") as out, cur.copy(query) as copy:
+            for chunk in copy:
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+        rows = cur.rowcount
+    os.replace(partial, path)
+    return ExportResult(
+        table=table,
+        path=str(path),
+        scope="all" if prod_key_sets is None else "delta",
+        rows=rows,
+        bytes=size,
+        sha256=digest.hexdigest(),
+        columns=tuple(columns),
+        dev_rows=dev_rows,
+        already_in_prod=already,
+        clashes=clashes,
+        seconds=round(time.perf_counter() - started, 3),
+    )

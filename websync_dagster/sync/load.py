@@ -1,0 +1,327 @@
+"""Prod side: insert-only load of an export file, one transaction per table under an advisory lock.
+
+Two ways, same outcome:
+- fast path: ``COPY`` straight into the table. It succeeds when the delta clashes with nothing, which
+  is the common case; any refusal rolls that transaction back and the staged path runs instead.
+- staged path: ``COPY`` into a text staging table, cast each row into a probe table that carries
+  prod's types and CHECK constraints (rows prod refuses are rejected with the reason, one by one,
+  only if the set-based cast fails), drop rows that clash on a unique key, null (or reject) references
+  prod cannot satisfy, then ``INSERT ... ON CONFLICT DO NOTHING``.
+
+Nothing in prod is ever updated or deleted: the only statement touching the table is an INSERT (or
+the COPY of the fast path).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from websync_dagster.sync.catalog import ForeignKey, TableInfo
+from websync_dagster.sync.errors import TableSyncError
+from websync_dagster.sync.plan import TablePlan
+from websync_dagster.transport.base import CopyIn, ProdSession, Query, Statement, Step
+
+CHUNK = 1 << 20
+STAGE = sql.Identifier("pg_temp", "_ws_stage")
+PROBE = sql.Identifier("pg_temp", "_ws_probe")
+REJECTS = sql.Identifier("pg_temp", "_ws_rejects")
+SKIPPED = sql.Identifier("pg_temp", "_ws_skipped")
+NULLED = sql.Identifier("pg_temp", "_ws_nulled")
+INSERTED = sql.Identifier("pg_temp", "_ws_inserted")
+ALREADY_PRESENT = "already_present"
+#: rejected rows whose full content is returned to the reject file; beyond that, id and reason only
+REJECT_ROWS_RETURNED = 5000
+
+# Casts every staged row into the probe table; on failure, row by row, recording why each bad row
+# fails. The two statements come in as settings so that the block itself holds no data.
+_PROBE_BLOCK = """
+DO $websync$
+DECLARE
+    r bigint;
+    msg text;
+    detail text;
+BEGIN
+    BEGIN
+        EXECUTE current_setting('websync.probe_all');
+    EXCEPTION WHEN others THEN
+        FOR r IN SELECT _ws_row FROM pg_temp._ws_stage ORDER BY _ws_row LOOP
+            BEGIN
+                EXECUTE current_setting('websync.probe_one') USING r;
+            EXCEPTION WHEN others THEN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+                INSERT INTO pg_temp._ws_rejects (_ws_row, id, reason)
+                SELECT r, s.{key}, replace(msg, '"_ws_probe"', {table_literal})
+                       || CASE WHEN detail = '' OR detail LIKE 'Failing row contains%' THEN ''
+                               ELSE ' (' || detail || ')' END
+                  FROM pg_temp._ws_stage s WHERE s._ws_row = r;
+            END;
+        END LOOP;
+    END;
+END
+$websync$
+"""
+
+
+@dataclass
+class LoadResult:
+    table: str
+    mode: str  # "nothing to ship", "direct copy", "staged"
+    before: int
+    after: int
+    shipped: int
+    inserted: int
+    already_present: int
+    skipped: dict[str, int] = field(default_factory=dict)  # unique key name -> rows left out
+    nulled: dict[str, int] = field(default_factory=dict)  # column -> references set to NULL
+    rejected: int = 0
+    reject_file: str | None = None
+    fallback_reason: str | None = None
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def advisory_lock(table: str) -> Query:
+    """Serialises syncs of one table: two runs never interleave their loads."""
+    return Query(sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0)) AS locked").format(
+        sql.Literal(f"websync:{table}")
+    ))
+
+
+def count_rows(table: str) -> Query:
+    return Query(sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table)))
+
+
+def file_chunks(path: Path) -> Callable[[], Iterator[bytes]]:
+    def read() -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    return read
+
+
+def _columns(names: Iterable[str], prefix: str | None = None) -> sql.Composed:
+    if prefix is None:
+        return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    return sql.SQL(", ").join(sql.Identifier(prefix, n) for n in names)
+
+
+def _fast_path_steps(plan: TablePlan, source: Callable[[], Iterable[bytes]]) -> list[Step]:
+    table = sql.Identifier(plan.table)
+    return [
+        advisory_lock(plan.table),
+        count_rows(plan.table),
+        CopyIn(
+            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(table, _columns(plan.shipped)),
+            source,
+        ),
+        count_rows(plan.table),
+    ]
+
+
+def _match(columns: Iterable[str], refs: Iterable[str], left: str, right: str) -> sql.Composed:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(right, r), sql.Identifier(left, c))
+        for c, r in zip(columns, refs, strict=True)
+    )
+
+
+def _skip_clashes(plan: TablePlan, prod: TableInfo) -> list[Step]:
+    """Leave out rows whose id, or any other unique key, prod already has; count them per key."""
+    steps: list[Step] = []
+    for key in prod.unique_keys:
+        if not set(key.columns) <= set(plan.shipped):
+            continue
+        label = ALREADY_PRESENT if key.primary else key.name
+        steps.append(Statement(sql.SQL(
+            "WITH gone AS (DELETE FROM {probe} AS p WHERE EXISTS (SELECT 1 FROM {table} AS t WHERE {match}) "
+            "RETURNING p.{key}) INSERT INTO {skipped} (key_name, id) SELECT {label}, {key}::text FROM gone"
+        ).format(
+            probe=PROBE, table=sql.Identifier(plan.table), match=_match(key.columns, key.columns, "p", "t"),
+            key=sql.Identifier(plan.key), skipped=SKIPPED, label=sql.Literal(label),
+        )))
+    return steps
+
+
+def _missing_target(plan: TablePlan, fk: ForeignKey) -> sql.Composed:
+    """Rows of the probe whose reference prod cannot satisfy (NULL references never count)."""
+    present = [sql.SQL("EXISTS (SELECT 1 FROM {} AS r WHERE {})").format(
+        sql.Identifier(fk.ref_table), _match(fk.columns, fk.ref_columns, "p", "r"))]
+    if fk.ref_table == plan.table:  # self-reference: a row of the same batch is a valid target
+        present.append(sql.SQL("EXISTS (SELECT 1 FROM {} AS r WHERE {})").format(
+            PROBE, _match(fk.columns, fk.ref_columns, "p", "r")))
+    not_null = sql.SQL(" AND ").join(sql.SQL("p.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns)
+    return sql.SQL("{} AND NOT ({})").format(not_null, sql.SQL(" OR ").join(present))
+
+
+def _fix_references(plan: TablePlan, prod: TableInfo) -> list[Step]:
+    """References to rows prod lacks: set to NULL when the column allows it, else reject the row."""
+    steps: list[Step] = []
+    fks = [fk for fk in prod.foreign_keys if set(fk.columns) <= set(plan.shipped)]
+    required = [fk for fk in fks if any(prod.column(c).not_null for c in fk.columns)]
+    optional = [fk for fk in fks if fk not in required]
+    for fk in required:
+        reason = sql.SQL(
+            "format('%s references %s(%s) = %s, which prod does not have (constraint %s)', "
+            "{cols}, {ref}, {refcols}, concat_ws(', ', {vals}), {name})"
+        ).format(
+            cols=sql.Literal(", ".join(fk.columns)), ref=sql.Literal(fk.ref_table),
+            refcols=sql.Literal(", ".join(fk.ref_columns)), name=sql.Literal(fk.name),
+            vals=sql.SQL(", ").join(sql.SQL("p.{}::text").format(sql.Identifier(c)) for c in fk.columns),
+        )
+        steps.append(Statement(sql.SQL(
+            "WITH gone AS (DELETE FROM {probe} AS p WHERE {missing} RETURNING p._ws_row, p.{key}::text AS id, "
+            "{reason} AS reason) INSERT INTO {rejects} (_ws_row, id, reason) SELECT _ws_row, id, reason FROM gone"
+        ).format(probe=PROBE, missing=_missing_target(plan, fk), key=sql.Identifier(plan.key),
+                 reason=reason, rejects=REJECTS)))
+    for fk in optional:
+        assignments = sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in fk.columns)
+        steps.append(Statement(sql.SQL(
+            "WITH fixed AS (UPDATE {probe} AS p SET {assign} WHERE {missing} RETURNING 1) "
+            "INSERT INTO {nulled} (column_name, n) SELECT {label}, count(*) FROM fixed"
+        ).format(probe=PROBE, assign=assignments, missing=_missing_target(plan, fk), nulled=NULLED,
+                 label=sql.Literal(", ".join(fk.columns)))))
+    return steps
+
+
+def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterable[bytes]]) -> list[Step]:
+    table = sql.Identifier(plan.table)
+    stage_columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in plan.shipped)
+    casts = sql.SQL(", ").join(
+        sql.SQL("CAST({} AS {})").format(sql.Identifier(c), sql.SQL(prod.column(c).type)) for c in plan.shipped
+    )
+    probe_all = sql.SQL("INSERT INTO {probe} (_ws_row, {cols}) SELECT _ws_row, {casts} FROM {stage}").format(
+        probe=PROBE, cols=_columns(plan.shipped), casts=casts, stage=STAGE
+    )
+    probe_one = sql.SQL("{} WHERE _ws_row = $1").format(probe_all)
+    return [
+        advisory_lock(plan.table),
+        count_rows(plan.table),
+        Statement(sql.SQL(
+            "CREATE TEMP TABLE _ws_stage (_ws_row bigint GENERATED ALWAYS AS IDENTITY, {}) ON COMMIT DROP"
+        ).format(stage_columns)),
+        CopyIn(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(STAGE, _columns(plan.shipped)),
+               source),
+        Statement(sql.SQL(
+            "CREATE TEMP TABLE _ws_probe (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
+        ).format(table)),
+        Statement(sql.SQL("ALTER TABLE {} ADD COLUMN _ws_row bigint").format(PROBE)),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_rejects (_ws_row bigint, id text, reason text) ON COMMIT DROP")),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_skipped (key_name text, id text) ON COMMIT DROP")),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_nulled (column_name text, n bigint) ON COMMIT DROP")),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_inserted (n bigint) ON COMMIT DROP")),
+        Statement(sql.SQL("SELECT set_config('websync.probe_all', {}, true), set_config('websync.probe_one', {}, true)")
+                  .format(sql.Literal(probe_all.as_string(None)), sql.Literal(probe_one.as_string(None)))),
+        Statement(sql.SQL(_PROBE_BLOCK).format(key=sql.Identifier(plan.key),
+                                               table_literal=sql.Literal(f'"{plan.table}"'))),
+        *_skip_clashes(plan, prod),
+        *_fix_references(plan, prod),
+        Statement(sql.SQL(
+            "WITH ins AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM {probe} ORDER BY _ws_row "
+            "ON CONFLICT DO NOTHING RETURNING 1) INSERT INTO {inserted} (n) SELECT count(*) FROM ins"
+        ).format(table=table, cols=_columns(plan.shipped), probe=PROBE, inserted=INSERTED)),
+        Query(sql.SQL("SELECT n FROM {}").format(INSERTED)),
+        count_rows(plan.table),
+        Query(sql.SQL("SELECT key_name, count(*) AS n FROM {} GROUP BY key_name").format(SKIPPED)),
+        Query(sql.SQL("SELECT column_name, sum(n)::bigint AS n FROM {} GROUP BY column_name").format(NULLED)),
+        Query(sql.SQL(
+            "SELECT r.id, r.reason, CASE WHEN r._ws_row <= {limit} THEN to_jsonb(s) - '_ws_row' END AS row "
+            "FROM {rejects} AS r LEFT JOIN {stage} AS s USING (_ws_row) ORDER BY r._ws_row"
+        ).format(limit=sql.Literal(REJECT_ROWS_RETURNED), rejects=REJECTS, stage=STAGE)),
+    ]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _write_rejects(reject_dir: Path, table: str, stamp: str, rejects: list[dict[str, Any]]) -> str | None:
+    if not rejects:
+        return None
+    reject_dir.mkdir(parents=True, exist_ok=True)
+    path = reject_dir / f"{table}_{stamp}.rejects.jsonl"
+    with open(path, "w", encoding="utf-8") as out:
+        for reject in rejects:
+            out.write(json.dumps({"table": table, **reject}, ensure_ascii=False) + "\n")
+    return str(path)
+
+
+def read_header(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return f.readline().rstrip("\r\n").split(",")
+
+
+def load_export(
+    session: ProdSession,
+    plan: TablePlan,
+    export_file: Path,
+    *,
+    rows: int,
+    reject_dir: Path,
+    stamp: str,
+    already_in_prod: int = 0,
+) -> LoadResult:
+    """Insert the rows of ``export_file`` (CSV with header, columns ``plan.shipped``) into prod."""
+    started = time.perf_counter()
+    assert plan.prod is not None
+    header = [c.strip('"') for c in read_header(export_file)]
+    if header != list(plan.shipped):
+        raise TableSyncError(plan.table, f"export {export_file} has columns {header}, expected {list(plan.shipped)}")
+    size = export_file.stat().st_size
+    source = file_chunks(export_file)
+    result = LoadResult(plan.table, "nothing to ship", 0, 0, rows, 0, already_in_prod, bytes=0)
+    try:
+        if rows == 0:
+            count = session.query(count_rows(plan.table).query)[0]["n"]
+            result.before = result.after = count
+        elif session.supports_fast_path:
+            result = _try_fast_path(session, plan, source, result)
+        if rows and result.mode != "direct copy":
+            results = session.run_transaction(_staged_steps(plan, plan.prod, source))
+            _, before, inserted, after, skipped, nulled, rejects = results
+            result.mode = "staged"
+            result.before, result.after = before[0]["n"], after[0]["n"]
+            result.inserted = inserted[0]["n"]
+            result.skipped = {r["key_name"]: r["n"] for r in skipped if r["key_name"] != ALREADY_PRESENT}
+            result.already_present += sum(r["n"] for r in skipped if r["key_name"] == ALREADY_PRESENT)
+            result.nulled = {r["column_name"]: r["n"] for r in nulled if r["n"]}
+            result.rejected = len(rejects)
+            result.reject_file = _write_rejects(reject_dir, plan.table, stamp, rejects)
+    except TableSyncError:
+        raise
+    except Exception as exc:
+        raise TableSyncError(plan.table, f"load into prod failed and was rolled back: {_first_line(exc)}") from exc
+    result.bytes = size if rows else 0
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _try_fast_path(
+    session: ProdSession, plan: TablePlan, source: Callable[[], Iterable[bytes]], result: LoadResult
+) -> LoadResult:
+    """COPY straight into the table; on refusal record why and leave the table as it was."""
+    try:
+        _, before, after = session.run_transaction(_fast_path_steps(plan, source))
+    except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+        result.fallback_reason = _first_line(exc)
+        return result
+    result.mode = "direct copy"
+    result.before, result.after = before[0]["n"], after[0]["n"]
+    result.inserted = result.after - result.before
+    return result

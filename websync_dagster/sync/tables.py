@@ -1,0 +1,66 @@
+"""Reading both catalogs and planning every synced table at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from psycopg import sql
+
+from websync_dagster.sync.catalog import QuerySession, TableInfo, read_catalog
+from websync_dagster.sync.errors import ConfigError
+from websync_dagster.sync.export import ProdKeySet
+from websync_dagster.sync.order import fk_order
+from websync_dagster.sync.plan import DEFAULT_OVERRIDES, TablePlan, plan_table
+from websync_dagster.transport.base import ProdSession
+
+DEFAULT_TABLES: tuple[str, ...] = ("web_sources", "knowledge_base", "web_pages", "web_files")
+NEVER_SYNCED = ("knowledge_base_chunks",)
+
+
+def parse_tables(value: str | Sequence[str] | None) -> list[str]:
+    """The tables to sync, from a comma list; an unknown or excluded table is refused by name."""
+    if value is None or value == "":
+        return list(DEFAULT_TABLES)
+    names = [t.strip() for t in value.split(",")] if isinstance(value, str) else [t.strip() for t in value]
+    names = [n for n in names if n]
+    for name in names:
+        if name in NEVER_SYNCED:
+            raise ConfigError(f"table {name} is never synced: prod rebuilds it after a sync")
+        if name not in DEFAULT_TABLES:
+            raise ConfigError(f"unknown table {name!r}: websync syncs {', '.join(DEFAULT_TABLES)}")
+    return [t for t in DEFAULT_TABLES if t in names]
+
+
+def plan_tables(
+    dev: QuerySession,
+    prod: QuerySession,
+    tables: Sequence[str],
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, TablePlan]:
+    """Plans for ``tables`` in foreign-key order."""
+    overrides = DEFAULT_OVERRIDES if overrides is None else overrides
+    dev_catalog = read_catalog(dev, list(tables), side="dev")
+    prod_catalog = read_catalog(prod, list(tables), side="prod")
+    ordered = fk_order(prod_catalog)
+    return {t: plan_table(dev_catalog[t], prod_catalog[t], overrides.get(t)) for t in ordered}
+
+
+def prod_catalog(prod: QuerySession, tables: Sequence[str]) -> dict[str, TableInfo]:
+    return read_catalog(prod, list(tables), side="prod")
+
+
+def prod_keys(session: ProdSession, table: str, columns: Sequence[str]) -> Iterator[bytes]:
+    """Every value of a key prod has for ``table``, as COPY text (one per line; NULLs left out)."""
+    not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
+    return session.copy_out(sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table), not_null))
+
+
+def prod_key_sets(session: ProdSession, plan: TablePlan) -> list[ProdKeySet]:
+    """Prod's primary key first, then each other unique key made only of shipped columns."""
+    assert plan.prod is not None
+    keys = sorted(
+        (k for k in plan.prod.unique_keys if set(k.columns) <= set(plan.shipped)), key=lambda k: not k.primary
+    )
+    return [ProdKeySet(k.name, k.columns, k.primary, prod_keys(session, plan.table, k.columns)) for k in keys]

@@ -1,0 +1,94 @@
+"""``direct``: prod reached by a PostgreSQL URL (also the base of the SSH tunnel)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from websync_dagster.sync.errors import SyncError
+from websync_dagster.sync.redact import Redactor, safe_url
+from websync_dagster.transport.base import (
+    CopyIn,
+    ProdSession,
+    ProdTransport,
+    Query,
+    Statement,
+    Step,
+    as_json_rows,
+)
+
+CONNECT_TIMEOUT_S = 15
+
+
+def connect(url: str, *, what: str, redactor: Redactor | None = None, **kwargs: Any) -> psycopg.Connection:
+    """Open a psycopg connection; a failure becomes one line naming ``what`` and the host, never the password."""
+    redactor = redactor or Redactor()
+    try:
+        return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, application_name="websync", **kwargs)
+    except psycopg.Error as exc:
+        reason = redactor(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise SyncError(f"cannot connect to {what} database at {safe_url(url)}: {reason}") from None
+    except Exception as exc:  # malformed URLs raise ProgrammingError / ValueError subclasses
+        raise SyncError(f"bad {what} database URL {safe_url(url)}: {redactor(str(exc))}") from None
+
+
+class PsycopgSession(ProdSession):
+    """A prod session over a psycopg connection."""
+
+    supports_fast_path = True
+
+    def __init__(self, conn: psycopg.Connection, name: str = "direct") -> None:
+        self.conn = conn
+        self.name = name
+
+    def query(self, query: sql.Composable) -> list[dict[str, Any]]:
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.execute(as_json_rows(query))
+            row = cur.fetchone()
+        return row[0] if row else []
+
+    def copy_out(self, query: sql.Composable) -> Iterator[bytes]:
+        with self.conn.transaction(), self.conn.cursor() as cur, cur.copy(query) as copy:
+            for chunk in copy:
+                yield bytes(chunk)
+
+    def run_transaction(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
+        results: list[list[dict[str, Any]]] = []
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            for step in steps:
+                if isinstance(step, Statement):
+                    cur.execute(step.query)
+                elif isinstance(step, Query):
+                    cur.execute(as_json_rows(step.query))
+                    row = cur.fetchone()
+                    results.append(row[0] if row else [])
+                elif isinstance(step, CopyIn):
+                    with cur.copy(step.query) as copy:
+                        for chunk in step.source():
+                            copy.write(chunk)
+        return results
+
+
+class DirectTransport(ProdTransport):
+    """Prod at a PostgreSQL URL reachable from here."""
+
+    name = "direct"
+
+    def __init__(self, url: str, redactor: Redactor | None = None) -> None:
+        self.url = url
+        self.redactor = redactor or Redactor()
+
+    def describe(self) -> str:
+        return f"direct {safe_url(self.url)}"
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[PsycopgSession]:
+        conn = connect(self.url, what="prod", redactor=self.redactor, autocommit=True)
+        try:
+            yield PsycopgSession(conn, self.name)
+        finally:
+            conn.close()
