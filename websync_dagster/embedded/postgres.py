@@ -122,9 +122,7 @@ def _ensure_system_user() -> pwd.struct_passwd:
         try:  # another process may have created it concurrently (useradd then fails with "exists")
             return pwd.getpwnam(SYSTEM_USER)
         except KeyError:
-            raise RuntimeError(
-                f"could not create system user {SYSTEM_USER!r}: {result.stderr.strip()}"
-            ) from None
+            raise RuntimeError(f"could not create system user {SYSTEM_USER!r}: {result.stderr.strip()}") from None
 
 
 def _ensure_install_accessible(bin_dir: Path) -> None:
@@ -235,12 +233,8 @@ class EmbeddedPostgres:
         self, data_dir: Path, *, password: str | None = None, port: int | None = None, version: int = 16
     ) -> None:
         if version not in POSTGRES_VERSIONS:
-            raise ValueError(
-                f"unsupported PostgreSQL version {version}; available: {sorted(POSTGRES_VERSIONS)}"
-            )
-        if password is not None and (
-            not password or "\n" in password or "\r" in password or "\0" in password
-        ):
+            raise ValueError(f"unsupported PostgreSQL version {version}; available: {sorted(POSTGRES_VERSIONS)}")
+        if password is not None and (not password or "\n" in password or "\r" in password or "\0" in password):
             raise ValueError("password must be non-empty and contain no newline or NUL characters")
         if port is not None and not 0 < port < 65536:
             raise ValueError(f"invalid port {port}")
@@ -255,6 +249,7 @@ class EmbeddedPostgres:
         self._owns_server = False
         self._owner_pid = os.getpid()
         self._run_as: pwd.struct_passwd | None = None
+        self._temp_socket_dir = False  # socket_dir is a /tmp/wspg-* dir of ours, removed by stop()
 
     def __repr__(self) -> str:
         return f"EmbeddedPostgres(data_dir={str(self.data_dir)!r}, port={self.port}, version={self.version})"
@@ -303,9 +298,7 @@ class EmbeddedPostgres:
                     self._adopt(info)
                     return self
                 port_taken = (
-                    "could not bind" in log_tail
-                    or "Address already in use" in log_tail
-                    or not _port_is_free(self.port)
+                    "could not bind" in log_tail or "Address already in use" in log_tail or not _port_is_free(self.port)
                 )
                 retry_port = port_taken and not self._port_explicit
                 # _run() re-opens the ancestors' execute bits if something tightened them meanwhile
@@ -342,8 +335,7 @@ class EmbeddedPostgres:
             self._owns_server = False
             info = _PostmasterInfo.read(self.data_dir)
             if info is not None:
-                if info.socket_dir is not None:
-                    self.socket_dir = info.socket_dir
+                self._adopt_socket_dir(info)
                 self._prepare_run_as()
                 result = self._pg_ctl("stop", "-m", "fast", "-t", str(STOP_TIMEOUT_S))
                 if result.returncode != 0 and _PostmasterInfo.read(self.data_dir) is not None:
@@ -353,8 +345,9 @@ class EmbeddedPostgres:
                         result.stderr.strip(),
                     )
                     self._signal_stop(info.pid)
-            if self.socket_dir != self.data_dir and self.socket_dir.name.startswith("wspg-"):
+            if self._temp_socket_dir:
                 shutil.rmtree(self.socket_dir, ignore_errors=True)
+                self._temp_socket_dir = False
 
     def _signal_stop(self, pid: int) -> None:
         """Stop the postmaster by signal: SIGINT (fast shutdown), then SIGQUIT (immediate), then SIGKILL."""
@@ -495,6 +488,7 @@ class EmbeddedPostgres:
             self.socket_dir = path
         self._chown(path)
         path.chmod(0o700)
+        self._temp_socket_dir = True
 
     def _initdb(self) -> None:
         was_empty = not any(self.data_dir.iterdir())
@@ -615,14 +609,16 @@ class EmbeddedPostgres:
         self._prepare_run_as()
         if info.port is not None and info.port != self.port:
             if self._port_explicit:
-                _logger.warning(
-                    "%s is already running on port %d, not %d", self.data_dir, info.port, self.port
-                )
+                _logger.warning("%s is already running on port %d, not %d", self.data_dir, info.port, self.port)
             self.port = info.port
             with contextlib.suppress(OSError):
                 self._write_state()
+        self._adopt_socket_dir(info)
+
+    def _adopt_socket_dir(self, info: _PostmasterInfo) -> None:
         if info.socket_dir is not None:
             self.socket_dir = info.socket_dir
+            self._temp_socket_dir = info.socket_dir != self.data_dir and info.socket_dir.name.startswith("wspg-")
 
     def _set_password(self) -> None:
         """Store a SCRAM verifier of the password (computed client-side: the password is never sent)."""
@@ -631,6 +627,4 @@ class EmbeddedPostgres:
             verifier = conn.pgconn.encrypt_password(
                 self._password.encode(), SUPERUSER.encode(), b"scram-sha-256"
             ).decode()
-            conn.execute(
-                sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(verifier))
-            )
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(verifier)))

@@ -1,0 +1,71 @@
+"""Materialisation metadata and check results, built from the engine's results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+
+from websync_dagster.pipeline import LoadOutcome
+from websync_dagster.sync.export import ExportResult
+
+
+def export_metadata(result: ExportResult) -> dict[str, Any]:
+    return {
+        "scope": result.scope,
+        "rows": result.rows,
+        "dagster/row_count": result.rows,
+        "bytes": result.bytes,
+        "path": MetadataValue.path(result.path),
+        "sha256": result.sha256,
+        "columns": MetadataValue.json(list(result.columns)),
+        "dev_rows": result.dev_rows,
+        "already_in_prod": result.already_in_prod,
+        "skipped_other_key": sum(result.clashes.values()),
+        "seconds": result.seconds,
+    }
+
+
+def load_metadata(outcome: LoadOutcome, transport: str) -> dict[str, Any]:
+    result, plan = outcome.result, outcome.plan
+    rate = round(result.shipped / result.seconds) if result.seconds else 0
+    data: dict[str, Any] = {
+        "prod_rows_before": result.before,
+        "prod_rows_after": result.after,
+        "dagster/row_count": result.after,
+        "shipped": result.shipped,
+        "inserted": result.inserted,
+        "already_present": result.already_present,
+        "skipped_other_key": result.skipped_total,
+        "skipped_by_key": MetadataValue.json(result.skipped),
+        "rejected": result.rejected,
+        "references_nulled": MetadataValue.json(result.nulled),
+        "columns_shipped": MetadataValue.json(list(plan.shipped)),
+        "dev_only_columns": MetadataValue.json(list(plan.dev_only)),
+        "prod_only_columns": MetadataValue.json(list(plan.prod_only)),
+        "type_mismatches": MetadataValue.json([str(m) for m in plan.type_mismatches]),
+        "overrides": MetadataValue.json({k: repr(v) for k, v in plan.overrides.items()}),
+        "bytes": result.bytes,
+        "seconds": result.seconds,
+        "rows_per_s": rate,
+        "mode": result.mode,
+        "transport": transport,
+        "export_sha256": outcome.export.sha256,
+    }
+    if result.reject_file:
+        data["reject_file"] = MetadataValue.path(result.reject_file)
+    if result.fallback_reason:
+        data["fast_path_refused"] = result.fallback_reason
+    return data
+
+
+def rejects_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
+    result = outcome.result
+    return AssetCheckResult(
+        check_name=name,
+        passed=result.rejected == 0,
+        severity=AssetCheckSeverity.WARN,
+        description=(f"prod refused {result.rejected} rows; see {result.reject_file}" if result.rejected
+                     else "prod accepted every row shipped"),
+        metadata={"rejected": result.rejected, "reject_file": result.reject_file or ""},
+    )

@@ -1,0 +1,65 @@
+"""Ops of the read-only modes: prod status and the dev-vs-prod diff, recorded as asset observations."""
+
+
+from dagster import AssetObservation, MetadataValue, OpExecutionContext, Out, Output, op
+
+from websync_dagster.assets import prod_key
+from websync_dagster.failures import as_failure
+from websync_dagster.pipeline import run_diff, run_status
+from websync_dagster.report import markdown_table
+from websync_dagster.resources import WebsyncResource
+from websync_dagster.sync.diff import TableDiff
+
+
+def diff_rows(diffs: list[TableDiff]) -> list[dict[str, int | str]]:
+    return [d.to_dict() for d in diffs]
+
+
+def diff_observations(diffs: list[TableDiff]) -> list[AssetObservation]:
+    return [
+        AssetObservation(
+            asset_key=prod_key(d.table),
+            metadata={
+                "dev_rows": d.dev_rows,
+                "prod_rows": d.prod_rows,
+                "missing_in_prod": d.missing_in_prod,
+                "only_in_prod": d.only_in_prod,
+                "diff": MetadataValue.md(markdown_table([d.to_dict()])),
+            },
+        )
+        for d in diffs
+    ]
+
+
+@op(out=Out(dict, description="prod row counts per table"))
+def prod_status(context: OpExecutionContext, websync: WebsyncResource) -> Output[dict]:
+    """Row counts of every synced table in prod, and prod's crawl sources."""
+    settings = websync.settings()
+    with as_failure(settings):
+        counts, sources = run_status(settings)
+    for table, n in counts.items():
+        context.log_event(AssetObservation(asset_key=prod_key(table), metadata={"prod_rows": n}))
+    counts_md = markdown_table([{"table": t, "prod_rows": n} for t, n in counts.items()])
+    sources_md = markdown_table(sources)
+    context.log.info(f"prod status\n{counts_md}\n\nweb_sources\n{sources_md}")
+    return Output(
+        counts,
+        metadata={
+            "counts": MetadataValue.md(counts_md),
+            "web_sources": MetadataValue.md(sources_md),
+            **{f"{t}_rows": n for t, n in counts.items()},
+        },
+    )
+
+
+@op(out=Out(list, description="dev vs prod per table"))
+def dev_prod_diff(context: OpExecutionContext, websync: WebsyncResource) -> Output[list]:
+    """Per table: dev count, prod count, rows missing in prod, rows only in prod."""
+    settings = websync.settings()
+    with as_failure(settings):
+        diffs = run_diff(settings)
+    for observation in diff_observations(diffs):
+        context.log_event(observation)
+    table_md = markdown_table(diff_rows(diffs))
+    context.log.info(f"dev vs prod\n{table_md}")
+    return Output(diff_rows(diffs), metadata={"diff": MetadataValue.md(table_md)})

@@ -1,0 +1,141 @@
+"""Real PostgreSQL servers for the tests: one dev and one prod server per session, fresh databases per test.
+
+The sample data is written once into template databases; each test gets its own copies
+(``CREATE DATABASE ... TEMPLATE``), so tests never see each other's writes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from websync_dagster.embedded.postgres import EmbeddedPostgres
+from websync_dagster.embedded.sample_data import SampleFacts, create_schemas, populate
+from websync_dagster.settings import Settings, load_settings
+
+DEV_PASSWORD = "dev-Secret-7f3a"
+PROD_PASSWORD = "prod-Secret-91c2"
+_counter = itertools.count()
+
+# Raises on anything but INSERT into the synced tables and on DDL outside temp schemas: a sync that
+# tried to UPDATE, DELETE, TRUNCATE or ALTER prod would fail loudly.
+PROD_GUARD = """
+CREATE FUNCTION websync_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'websync guard: % on % is forbidden', TG_OP, TG_TABLE_NAME; END $$;
+CREATE FUNCTION websync_ddl_guard() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE obj record;
+BEGIN
+  FOR obj IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+    IF obj.schema_name IS NULL OR obj.schema_name NOT LIKE 'pg_temp%' THEN
+      RAISE EXCEPTION 'websync guard: DDL % on %', obj.command_tag, obj.object_identity;
+    END IF;
+  END LOOP;
+END $$;
+"""
+GUARD_TABLES = ("web_sources", "knowledge_base", "web_pages", "web_files")
+
+
+def arm_prod_guard(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(PROD_GUARD)
+        for table in GUARD_TABLES:
+            conn.execute(
+                f"CREATE TRIGGER websync_guard_rows BEFORE UPDATE OR DELETE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION websync_guard()"
+            )
+            conn.execute(
+                f"CREATE TRIGGER websync_guard_truncate BEFORE TRUNCATE ON {table} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION websync_guard()"
+            )
+        conn.execute("CREATE EVENT TRIGGER websync_ddl_guard ON ddl_command_end EXECUTE FUNCTION websync_ddl_guard()")
+
+
+@dataclass
+class Servers:
+    dev: EmbeddedPostgres
+    prod: EmbeddedPostgres
+    facts: SampleFacts
+
+
+@dataclass
+class SyncEnv:
+    """A fresh dev/prod database pair and the environment a sync needs to reach them."""
+
+    dev_url: str
+    prod_url: str
+    facts: SampleFacts
+    export_dir: Path
+    dagster_home: Path
+    prod_server: EmbeddedPostgres
+    env: dict[str, str] = field(default_factory=dict)
+
+    def settings(self, **extra: str) -> Settings:
+        return load_settings({**self.env, **extra}, env_file=None)
+
+    def dev(self) -> psycopg.Connection:
+        return psycopg.connect(self.dev_url, autocommit=True)
+
+    def prod(self) -> psycopg.Connection:
+        return psycopg.connect(self.prod_url, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    base = tmp_path_factory.mktemp("pg")
+    dev = EmbeddedPostgres(base / "dev", password=DEV_PASSWORD).start()
+    prod = EmbeddedPostgres(base / "prod", password=PROD_PASSWORD).start()
+    for server in (dev, prod):
+        server.create_database("tpl")
+    with psycopg.connect(dev.url("tpl")) as d, psycopg.connect(prod.url("tpl")) as p:
+        create_schemas(d, p)
+        facts = populate(d, p)
+    arm_prod_guard(prod.url("tpl"))
+    yield Servers(dev, prod, facts)
+    dev.stop()
+    prod.stop()
+
+
+def fresh_database(server: EmbeddedPostgres, name: str) -> str:
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE tpl')
+    return server.url(name)
+
+
+@pytest.fixture
+def sync_env(servers: Servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SyncEnv:
+    n = next(_counter)
+    dev_url = fresh_database(servers.dev, f"dev_{os.getpid()}_{n}")
+    prod_url = fresh_database(servers.prod, f"prod_{os.getpid()}_{n}")
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        "WEBSYNC_DEV_URL": dev_url,
+        "WEBSYNC_PROD_URL": prod_url,
+        "WEBSYNC_EXPORT_DIR": str(tmp_path / "exports"),
+        "DAGSTER_HOME": str(dagster_home),
+    }
+    for name in [k for k in os.environ if k.startswith(("WEBSYNC_", "VPS_"))]:
+        monkeypatch.delenv(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return SyncEnv(dev_url, prod_url, servers.facts, tmp_path / "exports", dagster_home, servers.prod, env)
+
+
+TRANSPORTS = ["direct"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def prod_via(request: pytest.FixtureRequest):
+    """Settings that reach the test's prod database through one transport."""
+
+    def settings_for(sync_env: SyncEnv) -> Settings:
+        return sync_env.settings()
+
+    return settings_for

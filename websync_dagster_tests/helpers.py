@@ -1,0 +1,41 @@
+"""Shared test helpers: run the modes through the same functions the Dagster assets call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from websync_dagster.assets import DECLARED_DEPS
+from websync_dagster.pipeline import LoadOutcome, run_export, run_load
+from websync_dagster.settings import Settings
+
+
+def sync_all(settings: Settings) -> dict[str, LoadOutcome]:
+    """Export then load every table, in FK order, as websync_job does."""
+    outcomes = {}
+    for table in settings.tables:
+        export = run_export(settings, table, scope="delta")
+        outcomes[table] = run_load(settings, table, export, declared_deps=DECLARED_DEPS)
+    return outcomes
+
+
+def rows_by_id(conn: psycopg.Connection, table: str, ids: list[str], columns: list[str] | None = None) -> dict:
+    """Each row as {column: text value} (Postgres's own text output, so types compare exactly)."""
+    cols = columns or [r[0] for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        [table]).fetchall()]
+    query = sql.SQL("SELECT id::text, {} FROM {} WHERE id = ANY(%s::uuid[])").format(
+        sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in cols), sql.Identifier(table))
+    return {r[0]: dict(zip(cols, r[1:], strict=True)) for r in conn.execute(query, [ids]).fetchall()}
+
+
+def count(conn: psycopg.Connection, table: str) -> int:
+    return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+
+
+def table_snapshot(conn: psycopg.Connection, table: str) -> dict[str, Any]:
+    """id -> md5 of the whole row, to prove rows were left exactly as they were."""
+    query = sql.SQL("SELECT id::text, md5(t::text) FROM {} AS t").format(sql.Identifier(table))
+    return dict(conn.execute(query).fetchall())
