@@ -16,7 +16,7 @@ def export_metadata(result: ExportResult) -> dict[str, Any]:
         "rows": result.rows,
         "dagster/row_count": result.rows,
         "bytes": result.bytes,
-        "path": MetadataValue.path(result.path),
+        "export_path": MetadataValue.path(result.path),
         "sha256": result.sha256,
         "columns": MetadataValue.json(list(result.columns)),
         "dev_rows": result.dev_rows,

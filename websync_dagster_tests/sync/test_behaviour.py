@@ -5,6 +5,7 @@ Runs through ``prod_via``: the same tests for every transport.
 
 from __future__ import annotations
 
+import csv
 import json
 import threading
 import time
@@ -84,16 +85,17 @@ def test_prod_only_not_null_column_without_default_is_refused(sync_env, prod_via
 
 def test_only_missing_rows_are_shipped_and_a_rerun_inserts_nothing(sync_env, prod_via):
     settings = prod_via(sync_env)
-    first = sync_all(settings)
-    export = first["web_pages"].export
-    assert export.scope == "delta"
     with sync_env.prod() as prod:
-        prod_ids_before = set()  # the export holds no id prod already had
-        with open(export.path, encoding="utf-8") as f:
-            shipped_text = f.read()
-        for page_id in sync_env.facts.already_in_prod["web_pages"]:
-            assert page_id not in shipped_text
-        assert not prod_ids_before
+        prod_before = {t: set(table_snapshot(prod, t)) for t in TABLES}
+    first = sync_all(settings)
+    for table, outcome in first.items():
+        export = outcome.export
+        assert export.scope == "delta"
+        with open(export.path, encoding="utf-8", newline="") as f:
+            shipped_ids = [row["id"] for row in csv.DictReader(f)]
+        assert len(shipped_ids) == export.rows
+        assert not set(shipped_ids) & prod_before[table], f"{table}: an id prod had was shipped"
+        assert export.rows == export.dev_rows - export.already_in_prod - sum(export.clashes.values())
     # rows prod refused are retried on each run (prod may have been fixed); drop them from dev
     with sync_env.dev() as dev:
         for outcome in first.values():
@@ -151,7 +153,9 @@ def test_a_failure_rolls_the_table_back_and_names_it(sync_env, prod_via):
             "IF NEW.url LIKE '%page/150' THEN RAISE EXCEPTION 'disk full while writing page 150'; END IF; "
             "RETURN NEW; END $$"
         )
-        prod.execute("CREATE TRIGGER fail_on_row BEFORE INSERT ON web_pages FOR EACH ROW EXECUTE FUNCTION fail_on_row()")
+        prod.execute(
+            "CREATE TRIGGER fail_on_row BEFORE INSERT ON web_pages FOR EACH ROW EXECUTE FUNCTION fail_on_row()"
+        )
         prod.execute("ALTER EVENT TRIGGER websync_ddl_guard ENABLE")
         before = table_snapshot(prod, "web_pages")
     settings = prod_via(sync_env)

@@ -1,0 +1,144 @@
+"""``websync sync|export|status|diff``: runs the Dagster jobs on the DAGSTER_HOME instance (so the UI shows
+them) and prints what happened. Also takes the runbook's ``--export``, ``--status`` and ``--diff``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
+
+from websync_dagster.report import text_table
+from websync_dagster.settings import load_settings
+from websync_dagster.sync.errors import SyncError
+from websync_dagster.sync.tables import DEFAULT_TABLES
+
+JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job"}
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="websync", description=__doc__)
+    parser.add_argument("mode", nargs="?", choices=sorted(JOBS), help="default: sync")
+    for flag in ("export", "status", "diff"):
+        parser.add_argument(f"--{flag}", dest="flag", action="append_const", const=flag,
+                            help=f"same as 'websync {flag}' (the runbook's flag)")
+    parser.add_argument("--env-file", default=".env", help="dotenv file (the environment wins); default .env")
+    parser.add_argument("--quiet", action="store_true", help="only the final table")
+    args = parser.parse_args(argv)
+    flags = args.flag or []
+    if len(flags) > 1 or (flags and args.mode and args.mode != flags[0]):
+        parser.error("give one mode")
+    args.mode = args.mode or (flags[0] if flags else "sync")
+    return args
+
+
+def ensure_dagster_home() -> Path:
+    """DAGSTER_HOME, defaulting to ./.dagster_home so that CLI runs show up in `dagster dev` from here."""
+    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / DEFAULT_DAGSTER_HOME).absolute()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        shipped = Path(__file__).resolve().parent.parent / "dagster.yaml"
+        config.write_text(shipped.read_text() if shipped.exists() else "telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _materializations(result: ExecuteInProcessResult, suffix: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = []
+    for event in result.all_events:
+        if event.event_type != DagsterEventType.ASSET_MATERIALIZATION:
+            continue
+        materialization = event.step_materialization_data.materialization
+        path = materialization.asset_key.path
+        if path[-1] == suffix:
+            rows.append((path[0], {k: v.value for k, v in materialization.metadata.items()}))
+    order = {t: i for i, t in enumerate(DEFAULT_TABLES)}
+    return sorted(rows, key=lambda r: order.get(r[0], len(order)))
+
+
+def summary_rows(mode: str, result: ExecuteInProcessResult) -> list[dict[str, Any]]:
+    """The table printed after a run."""
+    if mode == "sync":
+        return [
+            {"table": table, "prod before": m["prod_rows_before"], "prod after": m["prod_rows_after"],
+             "inserted": m["inserted"], "already present": m["already_present"],
+             "skipped (other key)": m["skipped_other_key"], "rejected": m["rejected"],
+             "MB": round(m["bytes"] / 1e6, 2), "s": m["seconds"], "mode": m["mode"]}
+            for table, m in _materializations(result, "prod_upserted")
+        ]
+    if mode == "export":
+        return [{"table": t, "rows": m["rows"], "MB": round(m["bytes"] / 1e6, 2), "path": m["export_path"]}
+                for t, m in _materializations(result, "export")]
+    if mode == "status":
+        counts = result.output_for_node("prod_status") if result.success else {}
+        return [{"table": t, "prod rows": n} for t, n in counts.items()]
+    return list(result.output_for_node("dev_prod_diff")) if result.success else []
+
+
+def failures(result: ExecuteInProcessResult) -> list[str]:
+    lines = []
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_FAILURE:
+            data = event.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                lines.append(data.user_failure_data.description)
+            elif data.error:
+                lines.append(f"{event.step_key}: {data.error.message.strip().splitlines()[0]}")
+            else:
+                lines.append(f"{event.step_key} failed")
+    return lines
+
+
+def run(mode: str, *, env_file: str = ".env", quiet: bool = False) -> int:
+    """Run one mode's job; return the process exit code."""
+    try:
+        settings = load_settings(env_file=env_file)
+    except SyncError as exc:
+        print(f"websync: error: {exc}", file=sys.stderr)
+        return 2
+    if env_file and Path(env_file).is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(env_file, override=False)  # the job's resource reads the same variables
+    home = ensure_dagster_home()
+    from websync_dagster.definitions import defs
+
+    job = defs.resolve_job_def(JOBS[mode])
+    instance = DagsterInstance.get()
+    redact = settings.redactor()
+    if not quiet:
+        where = ", ".join(f"{k}={v}" for k, v in settings.describe().items())
+        print(f"websync {mode}: {where}; Dagster instance {home}", file=sys.stderr)
+    log_level = "WARNING" if quiet else "INFO"
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        tags={"websync/cli": mode},
+    )
+    rows = summary_rows(mode, result)
+    if rows:
+        print(redact(text_table(rows)))
+    if result.success:
+        print(f"websync {mode}: run {result.run_id} succeeded", file=sys.stderr)
+        return 0
+    for line in failures(result):
+        print(f"websync: error: {redact(line)}", file=sys.stderr)
+    print(f"websync {mode}: run {result.run_id} failed", file=sys.stderr)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return run(args.mode, env_file=args.env_file, quiet=args.quiet)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
