@@ -28,7 +28,7 @@ demo-ui: $(STAMP)
 
 test: $(STAMP)
 	bash .ci/install-sshd.sh
-	$(BIN)/ruff check websync_dagster websync_dagster_tests benchmarks
+	$(BIN)/ruff check .
 	WEBSYNC_REQUIRE_SSHD=$${WEBSYNC_REQUIRE_SSHD:-1} $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

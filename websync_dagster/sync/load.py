@@ -126,10 +126,7 @@ def _fast_path_steps(plan: TablePlan, source: Callable[[], Iterable[bytes]]) -> 
     return [
         advisory_lock(plan.table),
         count_rows(plan.table),
-        CopyIn(
-            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(table, _columns(plan.shipped)),
-            source,
-        ),
+        CopyIn(table, plan.shipped, source),
         count_rows(plan.table),
     ]
 
@@ -215,8 +212,7 @@ def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterabl
         Statement(sql.SQL(
             "CREATE TEMP TABLE _ws_stage (_ws_row bigint GENERATED ALWAYS AS IDENTITY, {}) ON COMMIT DROP"
         ).format(stage_columns)),
-        CopyIn(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(STAGE, _columns(plan.shipped)),
-               source),
+        CopyIn(STAGE, plan.shipped, source),
         Statement(sql.SQL(
             "CREATE TEMP TABLE _ws_probe (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
         ).format(table)),

@@ -10,12 +10,16 @@ if TYPE_CHECKING:
 
 
 def make_transport(settings: Settings) -> ProdTransport:
-    """The transport the settings ask for."""
+    """The transport the settings ask for: ssh_psql if WEBSYNC_PROD_PSQL, ssh_tunnel if VPS_HOST, else direct."""
+    if settings.transport_name == "ssh_psql":
+        from websync_dagster.transport.psql import SshPsqlTransport
+
+        return SshPsqlTransport(settings)
+    if settings.transport_name == "ssh_tunnel":
+        from websync_dagster.transport.tunnel import SshTunnelTransport
+
+        return SshTunnelTransport(settings)
     from websync_dagster.transport.direct import DirectTransport
 
-    if settings.transport_name == "direct":
-        assert settings.prod_url is not None
-        return DirectTransport(settings.prod_url, settings.redactor())
-    from websync_dagster.sync.errors import ConfigError
-
-    raise ConfigError(f"transport {settings.transport_name} is not available yet")
+    assert settings.prod_url is not None
+    return DirectTransport(settings.prod_url, settings.redactor())

@@ -31,10 +31,20 @@ class Query:
 
 @dataclass(frozen=True)
 class CopyIn:
-    """``COPY ... FROM STDIN`` fed by ``source`` (called once per attempt, yields bytes)."""
+    """``COPY table (columns) FROM STDIN`` of a Postgres CSV with header, fed by ``source``.
 
-    query: sql.Composable
+    ``source`` is called once per attempt and yields bytes.
+    """
+
+    table: sql.Identifier
+    columns: tuple[str, ...]
     source: Callable[[], Iterable[bytes]]
+
+    @property
+    def query(self) -> sql.Composed:
+        return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(
+            self.table, sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        )
 
 
 Step = Statement | Query | CopyIn

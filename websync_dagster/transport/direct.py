@@ -24,16 +24,19 @@ from websync_dagster.transport.base import (
 CONNECT_TIMEOUT_S = 15
 
 
-def connect(url: str, *, what: str, redactor: Redactor | None = None, **kwargs: Any) -> psycopg.Connection:
-    """Open a psycopg connection; a failure becomes one line naming ``what`` and the host, never the password."""
+def connect(
+    url: str, *, what: str, shown: str | None = None, redactor: Redactor | None = None, **kwargs: Any
+) -> psycopg.Connection:
+    """Open a psycopg connection; a failure is one line naming ``what`` and where (``shown``), never a password."""
     redactor = redactor or Redactor()
+    where = shown or safe_url(url)
     try:
         return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, application_name="websync", **kwargs)
     except psycopg.Error as exc:
         reason = redactor(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        raise SyncError(f"cannot connect to {what} database at {safe_url(url)}: {reason}") from None
+        raise SyncError(f"cannot connect to {what} database at {where}: {reason}") from None
     except Exception as exc:  # malformed URLs raise ProgrammingError / ValueError subclasses
-        raise SyncError(f"bad {what} database URL {safe_url(url)}: {redactor(str(exc))}") from None
+        raise SyncError(f"bad {what} database URL {where}: {redactor(str(exc))}") from None
 
 
 class PsycopgSession(ProdSession):

@@ -1,0 +1,251 @@
+"""``ssh_psql``: the runbook's way, a ``psql`` started on the VPS (e.g. ``docker exec -i <container> psql ...``)
+and driven over a paramiko exec channel. For when no database password is at hand.
+
+Each transaction is one psql script sent on stdin, compressed (zstd when the VPS has it, else gzip)
+and decompressed on the VPS in front of the psql command. psql runs with ``ON_ERROR_STOP``: an error
+stops the script before ``COMMIT`` and the server rolls the transaction back.
+
+psql ends inline COPY data at any line that is exactly ``\\.``, even inside a quoted CSV field. Such
+lines are replaced by a random token on the way out and restored inside the staging table before the
+rows are cast, so text survives exactly. Because of that restore step, this transport always loads
+through the staging table (no direct COPY into the prod table).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import threading
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import zstandard
+from psycopg import sql
+
+from websync_dagster.settings import Settings
+from websync_dagster.sync.errors import ConfigError, SyncError
+from websync_dagster.transport.base import CopyIn, ProdSession, ProdTransport, Query, Statement, Step, as_json_rows
+from websync_dagster.transport.ssh import RemoteResult, SshConnection, SshError, remote_failure
+
+PSQL_OPTIONS = "-X -q -A -t -v ON_ERROR_STOP=1"
+_MARK = "__websync_result_{}__"
+_DONE = "__websync_committed__"
+_TERMINATOR_LINE = re.compile(rb"^\\\.(?=\r?$)", re.MULTILINE)
+_ERROR = re.compile(r"(?:ERROR|FATAL):\s+(.*)")
+
+
+class PsqlError(SyncError):
+    """psql on the VPS reported an error."""
+
+
+def _sql_text(query: sql.Composable) -> str:
+    return query.as_string(None)
+
+
+class _Compressor:
+    """Streaming compression of what is sent to the VPS, and the command that undoes it there."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.raw_bytes = 0
+        self.sent_bytes = 0
+        if kind == "zstd":
+            self._obj: Any = zstandard.ZstdCompressor(level=3).compressobj()
+        else:
+            self._obj = zlib.compressobj(1, zlib.DEFLATED, 31)
+
+    @property
+    def remote_command(self) -> str:
+        return "zstd -dcq" if self.kind == "zstd" else "gzip -dc"
+
+    def compress(self, data: bytes) -> bytes:
+        self.raw_bytes += len(data)
+        out = self._obj.compress(data)
+        self.sent_bytes += len(out)
+        return out
+
+    def flush(self) -> bytes:
+        out = self._obj.flush()
+        self.sent_bytes += len(out)
+        return out
+
+
+def escape_terminator_lines(chunks: Iterable[bytes], token: bytes, found: list[bool]) -> Iterator[bytes]:
+    """Replace each line that is exactly ``\\.`` by ``token`` (sets ``found[0]`` when one was seen)."""
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        carry, whole = data[cut:], data[:cut]
+        if whole:
+            replaced, n = _TERMINATOR_LINE.subn(token, whole)
+            found[0] = found[0] or n > 0
+            yield replaced
+    if carry:
+        replaced, n = _TERMINATOR_LINE.subn(token, carry)
+        found[0] = found[0] or n > 0
+        yield replaced if replaced.endswith(b"\n") else replaced + b"\n"
+
+
+def _restore_terminator_lines(copy: CopyIn, token: str) -> bytes:
+    statements = [
+        sql.SQL("UPDATE {t} SET {c} = replace({c}, {token}, {dot}) WHERE strpos({c}, {token}) > 0;\n").format(
+            t=copy.table, c=sql.Identifier(c), token=sql.Literal(token), dot=sql.Literal("\\.")
+        )
+        for c in copy.columns
+    ]
+    return "".join(_sql_text(s) for s in statements).encode()
+
+
+class PsqlSession(ProdSession):
+    supports_fast_path = False
+    name = "ssh_psql"
+
+    def __init__(self, ssh: SshConnection, command: str, compression: str) -> None:
+        self.ssh = ssh
+        self.command = command
+        self.compression = compression
+        self.raw_bytes = 0
+        self.sent_bytes = 0
+
+    def _psql(self) -> str:
+        return f"{self.command} {PSQL_OPTIONS}"
+
+    def _fail(self, status: int, stderr: bytes) -> PsqlError:
+        text = self.ssh.redactor(stderr.decode("utf-8", "replace"))
+        errors = [m.group(1).strip() for m in map(_ERROR.search, text.splitlines()) if m]
+        if errors:
+            return PsqlError(f"prod (psql on {self.ssh.settings.host}): {errors[0]}")
+        return PsqlError(remote_failure(self.command, RemoteResult(status, b"", stderr), self.ssh.redactor))
+
+    def _run_script(self, script: bytes) -> bytes:
+        result = self.ssh.run(self._psql(), script)
+        if result.status != 0:
+            raise self._fail(result.status, result.stderr)
+        return result.stdout
+
+    def query(self, query: sql.Composable) -> list[dict[str, Any]]:
+        out = self._run_script((_sql_text(as_json_rows(query)) + ";\n").encode())
+        text = out.decode("utf-8").strip()
+        if not text:
+            raise PsqlError(f"prod (psql on {self.ssh.settings.host}) returned nothing for a query")
+        return json.loads(text)
+
+    def copy_out(self, query: sql.Composable) -> Iterator[bytes]:
+        channel = self.ssh.open_exec(self._psql())
+        channel.sendall((_sql_text(query) + ";\n").encode())
+        channel.shutdown_write()
+        stderr: list[bytes] = []
+        reader = threading.Thread(target=lambda: stderr.append(channel.makefile_stderr("rb").read()), daemon=True)
+        reader.start()
+        try:
+            while data := channel.recv(1 << 16):
+                yield data
+            status = channel.recv_exit_status()
+            reader.join()
+            if status != 0:
+                raise self._fail(status, b"".join(stderr))
+        finally:
+            channel.close()
+
+    def _script(self, steps: Sequence[Step]) -> Iterator[bytes]:
+        yield b"\\o /dev/null\nBEGIN;\n"
+        marks = 0
+        for step in steps:
+            if isinstance(step, Statement):
+                yield (_sql_text(step.query) + ";\n").encode()
+            elif isinstance(step, Query):
+                query = _sql_text(as_json_rows(step.query))
+                yield f"\\o\n\\echo {_MARK.format(marks)}\n{query};\n\\o /dev/null\n".encode()
+                marks += 1
+            elif isinstance(step, CopyIn):
+                token = f"@@websync-dot-line-{secrets.token_hex(8)}@@"
+                found = [False]
+                yield (_sql_text(step.query) + ";\n").encode()
+                yield from escape_terminator_lines(step.source(), token.encode(), found)
+                yield b"\\.\n"
+                if found[0]:
+                    yield _restore_terminator_lines(step, token)
+        yield f"COMMIT;\n\\o\n\\echo {_DONE}\n".encode()
+
+    def run_transaction(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
+        compressor = _Compressor(self.compression)
+        channel = self.ssh.open_exec(f"{compressor.remote_command} | {self._psql()}")
+        outputs: dict[str, bytes] = {}
+
+        def read(name: str, stream: Any) -> None:
+            outputs[name] = stream.read()
+
+        readers = [
+            threading.Thread(target=read, args=("out", channel.makefile("rb")), daemon=True),
+            threading.Thread(target=read, args=("err", channel.makefile_stderr("rb")), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            for piece in self._script(steps):
+                if channel.exit_status_ready():
+                    break  # psql stopped on an error: no point sending the rest
+                data = compressor.compress(piece)
+                if data:
+                    channel.sendall(data)
+            if not channel.exit_status_ready():
+                channel.sendall(compressor.flush())
+            channel.shutdown_write()
+            status = channel.recv_exit_status()
+            for reader in readers:
+                reader.join()
+        finally:
+            channel.close()
+            self.raw_bytes += compressor.raw_bytes
+            self.sent_bytes += compressor.sent_bytes
+        out = outputs.get("out", b"").decode("utf-8")
+        if status != 0 or _DONE not in out:
+            raise self._fail(status, outputs.get("err", b""))
+        return self._results(out)
+
+    @staticmethod
+    def _results(out: str) -> list[list[dict[str, Any]]]:
+        results = []
+        parts = re.split(r"^__websync_result_\d+__$", out.split(_DONE)[0], flags=re.MULTILINE)
+        for part in parts[1:]:
+            results.append(json.loads(part.strip()))
+        return results
+
+
+class SshPsqlTransport(ProdTransport):
+    name = "ssh_psql"
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.ssh is None or not settings.prod_psql:
+            raise ConfigError("ssh_psql needs VPS_HOST and WEBSYNC_PROD_PSQL")
+        self.settings = settings
+        self.redactor = settings.redactor()
+        self.last_raw_bytes = 0
+        self.last_sent_bytes = 0
+
+    def describe(self) -> str:
+        ssh = self.settings.ssh
+        assert ssh is not None
+        return f"ssh_psql via {ssh.user or ''}@{ssh.host}:{ssh.port}: {self.settings.prod_psql}"
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[PsqlSession]:
+        assert self.settings.ssh is not None and self.settings.prod_psql
+        ssh = SshConnection(self.settings.ssh, self.redactor).connect()
+        try:
+            compression = "zstd" if ssh.has_command("zstd") else "gzip"
+            if compression == "gzip" and not ssh.has_command("gzip"):
+                raise SshError(f"neither zstd nor gzip on the VPS {ssh.settings.host}: ssh_psql sends compressed data")
+            session = PsqlSession(ssh, self.settings.prod_psql, compression)
+            probe = ssh.run(session._psql(), b"SELECT 1;\n")
+            if probe.status != 0:
+                raise session._fail(probe.status, probe.stderr)
+            yield session
+            self.last_raw_bytes, self.last_sent_bytes = session.raw_bytes, session.sent_bytes
+        finally:
+            ssh.close()
+

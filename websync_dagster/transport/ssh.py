@@ -1,0 +1,179 @@
+"""SSH connection to the prod host with paramiko: host keys verified, clear one-line errors.
+
+Host keys come from ``known_hosts`` (hashed entries and ``[host]:port`` entries included); an unknown
+or changed key is refused during the key exchange, before any credential or data is sent, and the
+message shows the fingerprint the server presented. ``VPS_HOST_KEY_SHA256`` pins one key instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shlex
+import socket
+from dataclasses import dataclass
+
+import paramiko
+
+from websync_dagster.settings import SshSettings
+from websync_dagster.sync.errors import SyncError
+from websync_dagster.sync.redact import Redactor
+
+CONNECT_TIMEOUT_S = 15
+KEEPALIVE_S = 15
+
+
+class SshError(SyncError):
+    """The prod host cannot be reached or refused us."""
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """``SHA256:<base64>`` as ``ssh-keygen -l`` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _known_hosts_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
+    """Unknown host: refuse, unless the presented key matches the pinned fingerprint."""
+
+    def __init__(self, known_hosts: str, pin: str | None) -> None:
+        self.known_hosts = known_hosts
+        self.pin = pin
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        presented = fingerprint(key)
+        if self.pin:
+            if presented == self.pin:
+                return
+            raise SshError(
+                f"host key of {hostname} does not match VPS_HOST_KEY_SHA256: presented {key.get_name()} {presented}, "
+                f"pinned {self.pin}; refused before authenticating"
+            )
+        raise SshError(
+            f"host {hostname} is not in {self.known_hosts}: presented {key.get_name()} {presented}; refused before "
+            f"authenticating (add it with ssh-keyscan after checking the fingerprint, or set VPS_HOST_KEY_SHA256)"
+        )
+
+
+@dataclass
+class RemoteResult:
+    status: int
+    stdout: bytes
+    stderr: bytes
+
+
+class SshConnection:
+    """An authenticated SSH connection to the VPS."""
+
+    def __init__(self, settings: SshSettings, redactor: Redactor | None = None) -> None:
+        self.settings = settings
+        self.redactor = redactor or Redactor([settings.password, settings.key_passphrase])
+        self.client = paramiko.SSHClient()
+
+    @property
+    def where(self) -> str:
+        s = self.settings
+        return f"{s.user or os.environ.get('USER', '')}@{s.host}:{s.port}"
+
+    def connect(self) -> SshConnection:
+        s = self.settings
+        known_hosts = os.path.expanduser(s.known_hosts)
+        if not s.host_key_sha256:
+            if not os.path.isfile(known_hosts):
+                raise SshError(f"known_hosts file {known_hosts} does not exist: cannot verify {s.host}'s host key")
+            self.client.load_host_keys(known_hosts)
+        self.client.set_missing_host_key_policy(_RefuseUnknownHost(known_hosts, s.host_key_sha256))
+        use_password = bool(s.password)
+        try:
+            self.client.connect(
+                s.host,
+                port=s.port,
+                username=s.user,
+                password=s.password,
+                key_filename=os.path.expanduser(s.key_file) if s.key_file else None,
+                passphrase=s.key_passphrase,
+                allow_agent=not use_password and not s.key_file,
+                look_for_keys=not use_password and not s.key_file,
+                timeout=CONNECT_TIMEOUT_S,
+                banner_timeout=CONNECT_TIMEOUT_S,
+                auth_timeout=CONNECT_TIMEOUT_S,
+                compress=True,
+            )
+        except SshError:
+            self.client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            self.client.close()
+            raise SshError(
+                f"host key of {s.host}:{s.port} CHANGED: presented {exc.key.get_name()} {fingerprint(exc.key)}, "
+                f"{known_hosts} has {fingerprint(exc.expected_key)}; refused before authenticating"
+            ) from None
+        except paramiko.AuthenticationException:
+            self.client.close()
+            how = "password" if use_password else "key " + (s.key_file or "(agent/~/.ssh)")
+            raise SshError(f"SSH authentication failed for {self.where} using {how}") from None
+        except socket.gaierror:
+            self.client.close()
+            raise SshError(f"cannot resolve VPS host {s.host!r} (DNS)") from None
+        except ConnectionRefusedError:
+            self.client.close()
+            raise SshError(f"connection refused by {s.host}:{s.port} (no SSH server listening?)") from None
+        except TimeoutError:
+            self.client.close()
+            raise SshError(f"timed out connecting to {s.host}:{s.port}") from None
+        except paramiko.PasswordRequiredException:
+            self.client.close()
+            raise SshError(f"key {s.key_file} is encrypted: set VPS_KEY_PASSPHRASE") from None
+        except (paramiko.SSHException, OSError) as exc:
+            self.client.close()
+            raise SshError(f"SSH connection to {s.host}:{s.port} failed: {self.redactor(str(exc))}") from None
+        transport = self.client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(KEEPALIVE_S)
+        return self
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise SshError(f"SSH connection to {self.where} was lost")
+        return transport
+
+    def open_exec(self, command: str) -> paramiko.Channel:
+        channel = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)
+        channel.exec_command(command)
+        return channel
+
+    def run(self, command: str, stdin: bytes = b"") -> RemoteResult:
+        """Run a short command to completion."""
+        channel = self.open_exec(command)
+        if stdin:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        stdout = channel.makefile("rb").read()
+        stderr = channel.makefile_stderr("rb").read()
+        status = channel.recv_exit_status()
+        channel.close()
+        return RemoteResult(status, stdout, stderr)
+
+    def has_command(self, name: str) -> bool:
+        return self.run(f"command -v {shlex.quote(name)}").status == 0
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def remote_failure(command: str, result: RemoteResult, redactor: Redactor) -> str:
+    """One line saying why a remote command failed."""
+    words = shlex.split(command)
+    program = words[0] if words else command
+    lines = redactor(result.stderr.decode("utf-8", "replace")).strip().splitlines()
+    last = lines[-1].strip() if lines else f"exit status {result.status}"
+    if result.status == 127 or last.endswith("not found"):
+        return f"remote command not found on the VPS: {program} ({last})"
+    return f"remote command {program} failed: {last}"
