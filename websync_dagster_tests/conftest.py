@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from websync_dagster.embedded.postgres import EmbeddedPostgres
 from websync_dagster.embedded.sample_data import SampleFacts, create_schemas, populate
 from websync_dagster.settings import Settings, load_settings
+from websync_dagster_tests.sshd import SshServer, make_traversable, start_sshd_or_skip
 
 DEV_PASSWORD = "dev-Secret-7f3a"
 PROD_PASSWORD = "prod-Secret-91c2"
@@ -128,14 +130,68 @@ def sync_env(servers: Servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     return SyncEnv(dev_url, prod_url, servers.facts, tmp_path / "exports", dagster_home, servers.prod, env)
 
 
-TRANSPORTS = ["direct"]
+TRANSPORTS = ["direct", "ssh_tunnel", "ssh_psql"]
+CONTAINER = "moncabinet-postgres"
+FAKE_VPS = Path(__file__).resolve().parent / "fake_vps"
+
+
+@dataclass
+class Vps:
+    """A real sshd on 127.0.0.1 standing in for the VPS, with `docker` and `psql` on its PATH."""
+
+    sshd: SshServer
+    bin_dir: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "VPS_HOST": self.sshd.host,
+            "VPS_PORT": str(self.sshd.port),
+            "VPS_USER": self.sshd.user,
+            "VPS_KEY_FILE": str(self.sshd.key_file),
+            "VPS_KNOWN_HOSTS": str(self.sshd.known_hosts),
+            **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def vps(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vps]:
+    work = tmp_path_factory.mktemp("vps")
+    bin_dir = work / "bin"
+    (bin_dir / "containers").mkdir(parents=True)
+    shutil.copy(FAKE_VPS / "docker", bin_dir / "docker")
+    (bin_dir / "docker").chmod(0o755)
+    container_env = bin_dir / "containers" / f"{CONTAINER}.env"
+    container_env.write_text(
+        f"CONTAINER_IP=127.0.0.1\nPGHOST=127.0.0.1\nPGPORT={servers.prod.port}\nPGUSER=postgres\n"
+        f"PGPASSWORD={PROD_PASSWORD}\nPATH={servers.prod.bin_dir}:/usr/local/bin:/usr/bin:/bin\n"
+    )
+    container_env.chmod(0o644)
+    make_traversable(bin_dir / "containers")
+    make_traversable(servers.prod.bin_dir)
+    sshd = start_sshd_or_skip(work / "sshd", env_path=f"{bin_dir}:/usr/local/bin:/usr/bin:/bin")
+    yield Vps(sshd, bin_dir)
+    sshd.stop()
+
+
+def _database(url: str) -> str:
+    return url.rsplit("/", 1)[1]
 
 
 @pytest.fixture(params=TRANSPORTS)
 def prod_via(request: pytest.FixtureRequest):
-    """Settings that reach the test's prod database through one transport."""
+    """Settings that reach the test's prod database through one transport (the conformance suite)."""
+    transport = request.param
 
     def settings_for(sync_env: SyncEnv) -> Settings:
-        return sync_env.settings()
+        if transport == "direct":
+            return sync_env.settings()
+        vps: Vps = request.getfixturevalue("vps")
+        database = _database(sync_env.prod_url)
+        if transport == "ssh_tunnel":
+            url = f"postgresql://postgres:{PROD_PASSWORD}@docker:{CONTAINER}:{sync_env.prod_server.port}/{database}"
+            return sync_env.settings(**vps.env(WEBSYNC_PROD_URL=url))
+        command = f"docker exec -i {CONTAINER} psql -U postgres -d {database}"
+        return sync_env.settings(**vps.env(WEBSYNC_PROD_URL="", WEBSYNC_PROD_PSQL=command))
 
+    settings_for.transport = transport  # type: ignore[attr-defined]
     return settings_for
