@@ -89,14 +89,14 @@ class SshConnection:
             self.client.load_host_keys(known_hosts)
         self.client.set_missing_host_key_policy(_RefuseUnknownHost(known_hosts, s.host_key_sha256))
         use_password = bool(s.password)
+        pkey = self._load_key() if s.key_file else None
         try:
             self.client.connect(
                 s.host,
                 port=s.port,
                 username=s.user,
                 password=s.password,
-                key_filename=os.path.expanduser(s.key_file) if s.key_file else None,
-                passphrase=s.key_passphrase,
+                pkey=pkey,
                 allow_agent=not use_password and not s.key_file,
                 look_for_keys=not use_password and not s.key_file,
                 timeout=CONNECT_TIMEOUT_S,
@@ -120,15 +120,17 @@ class SshConnection:
         except socket.gaierror:
             self.client.close()
             raise SshError(f"cannot resolve VPS host {s.host!r} (DNS)") from None
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            self.client.close()
+            if all(isinstance(e, ConnectionRefusedError) for e in exc.errors.values()):
+                raise SshError(f"connection refused by {s.host}:{s.port} (no SSH server listening?)") from None
+            raise SshError(f"cannot connect to {s.host}:{s.port}: {exc.strerror or exc}") from None
         except ConnectionRefusedError:
             self.client.close()
             raise SshError(f"connection refused by {s.host}:{s.port} (no SSH server listening?)") from None
         except TimeoutError:
             self.client.close()
             raise SshError(f"timed out connecting to {s.host}:{s.port}") from None
-        except paramiko.PasswordRequiredException:
-            self.client.close()
-            raise SshError(f"key {s.key_file} is encrypted: set VPS_KEY_PASSPHRASE") from None
         except (paramiko.SSHException, OSError) as exc:
             self.client.close()
             raise SshError(f"SSH connection to {s.host}:{s.port} failed: {self.redactor(str(exc))}") from None
@@ -136,6 +138,24 @@ class SshConnection:
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_S)
         return self
+
+    def _load_key(self) -> paramiko.PKey:
+        """The private key of VPS_KEY_FILE (ed25519, ecdsa or rsa), decrypted with VPS_KEY_PASSPHRASE."""
+        path = os.path.expanduser(self.settings.key_file or "")
+        try:
+            passphrase = self.settings.key_passphrase
+            return paramiko.PKey.from_path(path, password=passphrase.encode() if passphrase else None)
+        except FileNotFoundError:
+            raise SshError(f"VPS_KEY_FILE {path} does not exist") from None
+        except paramiko.PasswordRequiredException:
+            raise SshError(f"key {path} is encrypted: set VPS_KEY_PASSPHRASE") from None
+        except TypeError as exc:  # cryptography's way of saying the key is encrypted
+            if "password" in str(exc) and not self.settings.key_passphrase:
+                raise SshError(f"key {path} is encrypted: set VPS_KEY_PASSPHRASE") from None
+            raise SshError(f"cannot read key {path}: {type(exc).__name__}") from None
+        except (paramiko.SSHException, ValueError, OSError) as exc:
+            reason = self.redactor(str(exc)) or type(exc).__name__
+            raise SshError(f"cannot read key {path} (wrong VPS_KEY_PASSPHRASE, or not a key): {reason}") from None
 
     @property
     def transport(self) -> paramiko.Transport:

@@ -114,8 +114,8 @@ class _Forwarder:
                         break
                     client.sendall(data)
                     self.bytes_down += len(data)
-        except OSError:
-            pass
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the connection was cut: psycopg sees its socket close and the table's load fails
         finally:
             channel.close()
             client.close()
