@@ -1,6 +1,7 @@
 """The demo: two embedded PostgreSQL servers with drifted sample data, synced through Dagster twice.
 
     python -m websync_dagster.demo            # fresh dev + prod, `websync sync` twice, before/after tables
+    python -m websync_dagster.demo --ssh      # the same, with prod reached through a loopback sshd (ssh_tunnel)
     python -m websync_dagster.demo --ui       # same servers and data, then `dagster dev` on them
 
 Everything lives under ``.demo/`` (servers' data, exports, the Dagster instance, ``demo.env``).
@@ -20,6 +21,7 @@ import psycopg
 
 from websync_dagster.embedded.postgres import EmbeddedPostgres
 from websync_dagster.embedded.sample_data import create_schemas, populate
+from websync_dagster.embedded.sshd import SshServer, start_sshd
 
 DATABASE = "moncabinet"
 
@@ -77,8 +79,32 @@ def _websync(mode: str, env: dict[str, str]) -> int:
     return subprocess.call(command, env={**os.environ, **env})
 
 
-def run_demo(demo_dir: Path) -> int:
+def _with_ssh(demo_dir: Path, env: dict[str, str]) -> SshServer:
+    """A loopback sshd standing in for the VPS; prod is then reached through an SSH tunnel."""
+    sshd = start_sshd(demo_dir.absolute() / "sshd")
+    env.update({
+        "VPS_HOST": sshd.host,
+        "VPS_PORT": str(sshd.port),
+        "VPS_USER": sshd.user,
+        "VPS_KEY_FILE": str(sshd.key_file),
+        "VPS_KNOWN_HOSTS": str(sshd.known_hosts),
+    })
+    print(f"VPS:  OpenSSH on {sshd.host}:{sshd.port}, host key {sshd.host_key_sha256} (checked against "
+          f"{sshd.known_hosts}); prod is reached through a paramiko tunnel")
+    return sshd
+
+
+def run_demo(demo_dir: Path, *, ssh: bool = False) -> int:
     _, _, env = prepare(demo_dir)
+    sshd = _with_ssh(demo_dir, env) if ssh else None
+    try:
+        return _run_syncs(demo_dir, env)
+    finally:
+        if sshd is not None:
+            sshd.stop()
+
+
+def _run_syncs(demo_dir: Path, env: dict[str, str]) -> int:
     print("\n== first sync: ships the rows prod lacks ==", flush=True)
     first = _websync("sync", env)
     print("\n== second sync: nothing new to insert (rows prod refused are retried and reported) ==", flush=True)
@@ -112,9 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="websync-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=Path(".demo"))
+    parser.add_argument("--ssh", action="store_true", help="reach prod through a loopback sshd (needs openssh-server)")
     parser.add_argument("--ui", action="store_true", help="start the demo servers and `dagster dev` on them")
     args, extra = parser.parse_known_args(argv)
-    return run_ui(args.dir, extra) if args.ui else run_demo(args.dir)
+    return run_ui(args.dir, extra) if args.ui else run_demo(args.dir, ssh=args.ssh)
 
 
 if __name__ == "__main__":

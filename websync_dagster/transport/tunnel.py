@@ -117,8 +117,9 @@ class _Forwarder:
         except (OSError, EOFError, paramiko.SSHException):
             pass  # the connection was cut: psycopg sees its socket close and the table's load fails
         finally:
-            channel.close()
             client.close()
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                channel.close()
 
     def close(self) -> None:
         self._closing.set()
