@@ -10,9 +10,12 @@ from websync_dagster.report import markdown_table
 from websync_dagster.resources import WebsyncResource
 from websync_dagster.sync.diff import TableDiff
 
+DIFF_COLUMNS = ("table", "dev_rows", "prod_rows", "missing_in_prod", "only_in_prod", "changed")
+
 
 def diff_rows(diffs: list[TableDiff]) -> list[dict[str, int | str]]:
-    return [d.to_dict() for d in diffs]
+    """The diff table, the same for diff_job, `websync diff` and the sensor."""
+    return [{c: d.to_dict()[c] for c in DIFF_COLUMNS} for d in diffs]
 
 
 def diff_observations(diffs: list[TableDiff]) -> list[AssetObservation]:
@@ -24,7 +27,10 @@ def diff_observations(diffs: list[TableDiff]) -> list[AssetObservation]:
                 "prod_rows": d.prod_rows,
                 "missing_in_prod": d.missing_in_prod,
                 "only_in_prod": d.only_in_prod,
-                "diff": MetadataValue.md(markdown_table([d.to_dict()])),
+                "changed": d.changed,
+                "diff_queries_per_side": d.queries,
+                "diff_ids_compared": d.ids_compared,
+                "diff": MetadataValue.md(markdown_table(diff_rows([d]))),
             },
         )
         for d in diffs

@@ -118,4 +118,5 @@ def run_status(settings: Settings) -> tuple[dict[str, int], list[dict[str, objec
 def run_diff(settings: Settings) -> list[TableDiff]:
     with dev_connection(settings) as dev, prod_session(settings) as prod:
         plans = plan_tables(PsycopgSession(dev), prod, settings.tables)
-        return [diff_table(dev, prod, t, plan.key) for t, plan in plans.items()]
+        dev_session = PsycopgSession(dev)
+        return [diff_table(dev_session, prod, plan) for plan in plans.values()]

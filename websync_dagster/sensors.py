@@ -1,17 +1,32 @@
-"""``dev_prod_diff_sensor``: the dev-vs-prod diff on a timer, as asset observations and a tick message."""
+"""``dev_prod_diff_sensor``: the dev-vs-prod diff on a timer, as asset observations and a tick message.
 
+With ``WEBSYNC_DIFF_AUTO_SYNC=1`` it also requests a ``websync_job`` run when rows are missing in prod;
+the run key is derived from the drift itself, so the same drift never launches two runs.
+"""
 
+import hashlib
+import json
 import os
 
-from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
 
 from websync_dagster.jobs import websync_job
 from websync_dagster.operations import diff_observations
 from websync_dagster.pipeline import run_diff
 from websync_dagster.resources import WebsyncResource
+from websync_dagster.sync.diff import TableDiff
 from websync_dagster.sync.errors import SyncError
 
 DIFF_INTERVAL_S = int(os.environ.get("WEBSYNC_DIFF_INTERVAL_S", "600"))
+
+
+def auto_sync_enabled() -> bool:
+    return os.environ.get("WEBSYNC_DIFF_AUTO_SYNC", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def drift_key(diffs: list[TableDiff]) -> str:
+    figures = [(d.table, d.dev_rows, d.prod_rows, d.missing_in_prod) for d in diffs]
+    return hashlib.sha256(json.dumps(figures).encode()).hexdigest()[:16]
 
 
 @sensor(
@@ -19,18 +34,25 @@ DIFF_INTERVAL_S = int(os.environ.get("WEBSYNC_DIFF_INTERVAL_S", "600"))
     job=websync_job,
     minimum_interval_seconds=DIFF_INTERVAL_S,
     default_status=DefaultSensorStatus.STOPPED,
-    description="Compares dev and prod per table and records the drift on each <table>/prod_upserted.",
+    description="Compares dev and prod per table (checksum bisection) and records the drift on each "
+    "<table>/prod_upserted; with WEBSYNC_DIFF_AUTO_SYNC=1, launches websync_job when rows are missing in prod.",
 )
-def dev_prod_diff_sensor(context: SensorEvaluationContext, websync: WebsyncResource) -> SensorResult | SkipReason:
+def dev_prod_diff_sensor(context: SensorEvaluationContext, websync: WebsyncResource) -> SensorResult:
     try:
-        settings = websync.settings()
-        diffs = run_diff(settings)
+        diffs = run_diff(websync.settings())
     except SyncError as exc:
-        message = str(exc)
-        context.log.warning(f"diff skipped: {message}")
-        return SkipReason(f"cannot compute the diff: {message}")
-    summary = "; ".join(
-        f"{d.table}: {d.missing_in_prod} missing in prod, {d.only_in_prod} only in prod" for d in diffs
-    )
+        message = f"cannot compute the dev/prod diff: {exc}"
+        context.log.warning(message)
+        return SensorResult(skip_reason=message, cursor=context.cursor)
+    summary = "; ".join(d.summary() for d in diffs)
     context.log.info(summary)
-    return SensorResult(asset_events=diff_observations(diffs), skip_reason=summary, cursor=summary)
+    key = drift_key(diffs)
+    cursor = json.dumps({"drift": key, "figures": [d.to_dict() for d in diffs]})
+    missing = sum(d.missing_in_prod for d in diffs)
+    if auto_sync_enabled() and missing:
+        return SensorResult(
+            run_requests=[RunRequest(run_key=f"drift-{key}", tags={"websync/trigger": "dev_prod_diff_sensor"})],
+            asset_events=diff_observations(diffs),
+            cursor=cursor,
+        )
+    return SensorResult(asset_events=diff_observations(diffs), skip_reason=summary, cursor=cursor)
