@@ -36,6 +36,8 @@ DECLARED_DEPS: dict[str, tuple[str, ...]] = {
     "web_files": ("web_sources", "knowledge_base", "web_pages"),
 }
 NO_REJECTS_CHECK = "no_rejected_rows"
+LANDED_CHECK = "all_shipped_rows_in_prod"
+DEV_COLUMNS_CHECK = "no_dev_column_left_behind"
 
 
 def export_key(table: str) -> AssetKey:
@@ -72,8 +74,14 @@ def table_assets(table: str) -> list[AssetsDefinition]:
         kinds={"postgres"},
         ins={"export": AssetIn(key=export_key(table))},
         deps=[prod_key(t) for t in DECLARED_DEPS[table]],
-        check_specs=[AssetCheckSpec(NO_REJECTS_CHECK, asset=prod_key(table),
-                                    description="warns when prod refused rows (they are in the reject file)")],
+        check_specs=[
+            AssetCheckSpec(LANDED_CHECK, asset=prod_key(table), blocking=True,
+                           description="every row shipped is now in prod, or was rejected with a reason"),
+            AssetCheckSpec(NO_REJECTS_CHECK, asset=prod_key(table),
+                           description="warns when prod refused rows (they are in the reject file)"),
+            AssetCheckSpec(DEV_COLUMNS_CHECK, asset=prod_key(table),
+                           description="warns when dev columns are left behind (prod has no such column)"),
+        ],
         pool="prod_sync",
         description=f"Rows of {table} that prod lacked, inserted into prod (insert-only, one transaction).",
     )
@@ -90,7 +98,11 @@ def table_assets(table: str) -> list[AssetsDefinition]:
         )
         yield MaterializeResult(
             metadata=metadata.load_metadata(outcome, settings.describe()["transport"]),
-            check_results=[metadata.rejects_check(outcome, NO_REJECTS_CHECK)],
+            check_results=[
+                metadata.landed_check(outcome, LANDED_CHECK),
+                metadata.rejects_check(outcome, NO_REJECTS_CHECK),
+                metadata.dev_columns_check(outcome, DEV_COLUMNS_CHECK),
+            ],
         )
 
     return [export, prod_upserted]

@@ -69,3 +69,29 @@ def rejects_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
                      else "prod accepted every row shipped"),
         metadata={"rejected": result.rejected, "reject_file": result.reject_file or ""},
     )
+
+
+def landed_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
+    """Blocking: every row shipped and not rejected is in prod now (counted again from dev's side)."""
+    return AssetCheckResult(
+        check_name=name,
+        passed=outcome.lost == 0,
+        severity=AssetCheckSeverity.ERROR,
+        description=("every row shipped is in prod (or rejected with a reason)" if not outcome.lost
+                     else f"{outcome.lost} rows shipped to prod are not there and were not rejected "
+                     f"(or dev gained rows since the export)"),
+        metadata={"shipped": outcome.result.shipped, "rejected": outcome.result.rejected,
+                  "still_missing_in_prod": outcome.still_missing, "lost": outcome.lost},
+    )
+
+
+def dev_columns_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
+    """Warns when dev has columns prod lacks: their values are not shipped."""
+    left = list(outcome.plan.dev_only)
+    return AssetCheckResult(
+        check_name=name,
+        passed=not left,
+        severity=AssetCheckSeverity.WARN,
+        description=(f"dev-only columns not shipped: {', '.join(left)}" if left else "every dev column is shipped"),
+        metadata={"dev_only_columns": MetadataValue.json(left)},
+    )

@@ -18,7 +18,7 @@ from websync_dagster.settings import Settings
 from websync_dagster.sync.catalog import read_catalog
 from websync_dagster.sync.diff import TableDiff, diff_table
 from websync_dagster.sync.errors import SyncError, TableSyncError
-from websync_dagster.sync.export import ExportResult, export_path, export_table
+from websync_dagster.sync.export import ExportResult, count_delta, export_path, export_table
 from websync_dagster.sync.load import LoadResult, load_export
 from websync_dagster.sync.order import check_declared_order
 from websync_dagster.sync.plan import TablePlan
@@ -77,6 +77,13 @@ class LoadOutcome:
     plan: TablePlan
     result: LoadResult
     export: ExportResult
+    #: dev rows prod still lacks after the load; the rejected ones, unless a shipped row went missing
+    still_missing: int
+
+    @property
+    def lost(self) -> int:
+        """Rows shipped, not rejected, and yet not in prod."""
+        return max(0, self.still_missing - self.result.rejected)
 
 
 def run_load(
@@ -107,7 +114,8 @@ def run_load(
         )
         for name, n in export.clashes.items():
             result.skipped[name] = result.skipped.get(name, 0) + n
-        return LoadOutcome(plan, result, export)
+        still_missing = count_delta(dev, table, prod_key_sets(prod, plan)) if export.rows else result.rejected
+        return LoadOutcome(plan, result, export, still_missing)
 
 
 def run_status(settings: Settings) -> tuple[dict[str, int], list[dict[str, object]]]:

@@ -144,3 +144,38 @@ def test_bad_configuration_is_one_line_and_exit_2(sync_env, capsys, monkeypatch)
                                              (["--diff"], "diff"), (["diff"], "diff")])
 def test_cli_accepts_the_runbook_flags(argv, mode):
     assert parse_args(argv).mode == mode
+
+
+def _check(instance: DagsterInstance, table: str, name: str):
+    from dagster import AssetCheckKey
+
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(AssetKey([table, "prod_upserted"]), name), limit=1)
+    assert history, (table, name)
+    return history[0].evaluation
+
+
+def test_checks_pass_warn_and_block(sync_env, capsys):
+    assert websync_main(["sync", "--env-file", "/dev/null", "--quiet"]) == 0
+    instance = DagsterInstance.from_config(str(sync_env.dagster_home))
+    for table in ("web_sources", "knowledge_base", "web_pages", "web_files"):
+        assert _check(instance, table, "all_shipped_rows_in_prod").passed
+    pages = _check(instance, "web_pages", "no_dev_column_left_behind")
+    assert not pages.passed and pages.severity.value == "WARN"
+    assert pages.metadata["dev_only_columns"].value == ["crawl_debug"]
+    assert _check(instance, "web_files", "no_dev_column_left_behind").passed
+    # a prod that silently drops a row (a trigger returning NULL): the blocking check fails the run
+    source = sync_env.facts.already_in_prod["web_sources"][0]
+    with sync_env.dev() as dev:
+        dev.execute("INSERT INTO web_pages (web_source_id, url, url_hash) VALUES (%s, 'https://x.tn/lost', 'lost')",
+                    [source])
+    with sync_env.prod() as prod:
+        prod.execute("ALTER EVENT TRIGGER websync_ddl_guard DISABLE")
+        prod.execute("CREATE FUNCTION swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                     "IF NEW.url_hash = 'lost' THEN RETURN NULL; END IF; RETURN NEW; END $$")
+        prod.execute("CREATE TRIGGER swallow BEFORE INSERT ON web_pages FOR EACH ROW EXECUTE FUNCTION swallow()")
+        prod.execute("ALTER EVENT TRIGGER websync_ddl_guard ENABLE")
+    assert websync_main(["sync", "--env-file", "/dev/null", "--quiet"]) == 1
+    landed = _check(instance, "web_pages", "all_shipped_rows_in_prod")
+    assert not landed.passed and landed.metadata["lost"].value == 1
+    assert "all_shipped_rows_in_prod" in capsys.readouterr().err

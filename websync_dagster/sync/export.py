@@ -75,6 +75,33 @@ def _load_key_set(cur: psycopg.Cursor, table: str, index: int, key_set: ProdKeyS
     return sql.SQL("EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(temp, match)
 
 
+def _delta_filter(
+    cur: psycopg.Cursor, table: str, key_sets: Sequence[ProdKeySet]
+) -> tuple[sql.Composable, int, dict[str, int]]:
+    """The condition 'prod lacks this row on every unique key', the rows prod has by id, and the rows
+    left out per other unique key."""
+    conditions = [_load_key_set(cur, table, i, ks) for i, ks in enumerate(key_sets)]
+    already, clashes = 0, {}
+    for i, key_set in enumerate(key_sets):
+        earlier = [sql.SQL("NOT {}").format(c) for c in conditions[:i]]
+        cur.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(
+            sql.Identifier(table), sql.SQL(" AND ").join([*earlier, conditions[i]])))
+        n = cur.fetchone()[0]
+        if key_set.primary:
+            already = n
+        elif n:
+            clashes[key_set.name] = n
+    return sql.SQL(" AND ").join(sql.SQL("NOT {}").format(c) for c in conditions), already, clashes
+
+
+def count_delta(dev: psycopg.Connection, table: str, prod_key_sets: Sequence[ProdKeySet]) -> int:
+    """How many dev rows prod still lacks on every unique key (what a sync would ship now)."""
+    with dev.transaction(), dev.cursor() as cur:
+        condition, _, _ = _delta_filter(cur, table, prod_key_sets)
+        cur.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(sql.Identifier(table), condition))
+        return cur.fetchone()[0]
+
+
 def export_table(
     dev: psycopg.Connection,
     table: str,
@@ -104,17 +131,8 @@ def export_table(
         dev_rows = cur.fetchone()[0]
         where = sql.SQL("")
         if prod_key_sets is not None:
-            conditions = [_load_key_set(cur, table, i, ks) for i, ks in enumerate(prod_key_sets)]
-            for key_set, condition in zip(prod_key_sets, conditions, strict=True):
-                earlier = [sql.SQL("NOT {}").format(c) for c in conditions[: conditions.index(condition)]]
-                cur.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(
-                    sql.Identifier(table), sql.SQL(" AND ").join([*earlier, condition])))
-                n = cur.fetchone()[0]
-                if key_set.primary:
-                    already = n
-                elif n:
-                    clashes[key_set.name] = n
-            where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(sql.SQL("NOT {}").format(c) for c in conditions)
+            condition, already, clashes = _delta_filter(cur, table, prod_key_sets)
+            where = sql.SQL(" WHERE ") + condition
         query = sql.SQL("COPY (SELECT {} FROM {} AS t{}) TO STDOUT (FORMAT csv, HEADER true)").format(
             _select_list(columns, overrides), sql.Identifier(table), where
         )
