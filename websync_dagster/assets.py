@@ -23,6 +23,7 @@ from pydantic import Field
 from websync_dagster import metadata
 from websync_dagster.failures import as_failure
 from websync_dagster.pipeline import run_export, run_load
+from websync_dagster.reindex import request_reindex
 from websync_dagster.resources import WebsyncResource
 from websync_dagster.sync.export import ExportResult
 from websync_dagster.sync.tables import DEFAULT_TABLES
@@ -106,6 +107,32 @@ def table_assets(table: str) -> list[AssetsDefinition]:
         )
 
     return [export, prod_upserted]
+
+
+REINDEX_KEY = AssetKey(["prod", "reindex_requested"])
+
+
+@asset(
+    key=REINDEX_KEY,
+    group_name=GROUP,
+    kinds={"http"},
+    deps=[prod_key("knowledge_base"), prod_key("web_pages")],
+    description="Asks prod to re-index (WEBSYNC_REINDEX_URL/METHOD/TOKEN), from the VPS over SSH or directly.",
+)
+def reindex_requested(context: AssetExecutionContext, websync: WebsyncResource) -> MaterializeResult:
+    settings = websync.settings()
+    with as_failure(settings):
+        result = request_reindex(settings)
+    if result is None:
+        reminder = ("reindex not configured (WEBSYNC_REINDEX_URL unset): prod will index the new documents "
+                    "only when its own cron runs")
+        context.log.warning(reminder)
+        return MaterializeResult(metadata={"requested": False, "reminder": reminder})
+    context.log.info(f"reindex {result.method} {result.url} from {result.sent_from}: HTTP {result.status}")
+    return MaterializeResult(metadata={
+        "requested": True, "http_status": result.status, "url": result.url, "method": result.method,
+        "sent_from": result.sent_from, "seconds": result.seconds,
+    })
 
 
 def all_table_assets() -> list[AssetsDefinition]:

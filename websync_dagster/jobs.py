@@ -13,7 +13,7 @@ from dagster import (
     job,
 )
 
-from websync_dagster.assets import export_key, prod_key
+from websync_dagster.assets import REINDEX_KEY, export_key, prod_key
 from websync_dagster.operations import dev_prod_diff, prod_status
 from websync_dagster.sync.tables import parse_tables
 
@@ -22,7 +22,7 @@ SYNCED_TABLES = parse_tables(os.environ.get("WEBSYNC_TABLES"))
 
 websync_job = define_asset_job(
     "websync_job",
-    selection=AssetSelection.assets(*[k for t in SYNCED_TABLES for k in (export_key(t), prod_key(t))]),
+    selection=AssetSelection.assets(*[k for t in SYNCED_TABLES for k in (export_key(t), prod_key(t))], REINDEX_KEY),
     executor_def=in_process_executor,
     description="Export from dev the rows prod lacks, then insert them into prod (insert-only), in FK order.",
 )
