@@ -5,7 +5,6 @@ them) and prints what happened. Also takes the runbook's ``--export``, ``--statu
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,13 +12,13 @@ from typing import Any
 
 from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
 
+from websync_dagster.instance import prepare_dagster_home
 from websync_dagster.report import text_table
 from websync_dagster.settings import load_settings
 from websync_dagster.sync.errors import SyncError
 from websync_dagster.sync.tables import DEFAULT_TABLES
 
 JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job"}
-DEFAULT_DAGSTER_HOME = ".dagster_home"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -36,18 +35,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("give one mode")
     args.mode = args.mode or (flags[0] if flags else "sync")
     return args
-
-
-def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME, defaulting to ./.dagster_home so that CLI runs show up in `dagster dev` from here."""
-    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / DEFAULT_DAGSTER_HOME).absolute()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        shipped = Path(__file__).resolve().parent.parent / "dagster.yaml"
-        config.write_text(shipped.read_text() if shipped.exists() else "telemetry:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
 
 
 def _materializations(result: ExecuteInProcessResult, suffix: str) -> list[tuple[str, dict[str, Any]]]:
@@ -107,7 +94,7 @@ def run(mode: str, *, env_file: str = ".env", quiet: bool = False) -> int:
         from dotenv import load_dotenv
 
         load_dotenv(env_file, override=False)  # the job's resource reads the same variables
-    home = ensure_dagster_home()
+    home = prepare_dagster_home()
     from websync_dagster.definitions import defs
 
     job = defs.resolve_job_def(JOBS[mode])

@@ -22,6 +22,7 @@ import psycopg
 from websync_dagster.embedded.postgres import EmbeddedPostgres
 from websync_dagster.embedded.sample_data import create_schemas, populate
 from websync_dagster.embedded.sshd import SshServer, start_sshd
+from websync_dagster.instance import prepare_dagster_home
 
 DATABASE = "moncabinet"
 
@@ -129,6 +130,8 @@ def run_ui(demo_dir: Path, extra: Sequence[str]) -> int:
     passwords = {side: psycopg.conninfo.conninfo_to_dict(env[f"WEBSYNC_{side.upper()}_URL"])["password"]
                  for side in ("dev", "prod")}
     _servers(demo_dir, passwords)
+    os.environ.update(env)
+    prepare_dagster_home(env["DAGSTER_HOME"])
     command = ["dagster", "dev", "-w", "workspace.yaml", *extra]
     print(f"websync demo: {' '.join(command)} with {env_file}", file=sys.stderr)
     return subprocess.call(command, env={**os.environ, **env})

@@ -1,0 +1,30 @@
+"""websync_job on a Postgres-backed Dagster instance (dagster-postgres on an embedded server)."""
+
+from __future__ import annotations
+
+from dagster import AssetKey, DagsterInstance
+
+from websync_dagster.cli import main as websync_main
+from websync_dagster_tests.helpers import count
+
+
+def test_websync_job_on_a_postgres_instance(sync_env, servers, tmp_path, monkeypatch):
+    storage_url = servers.prod.create_database(f"dagster_{tmp_path.name[-20:].replace('-', '_')}")
+    home = tmp_path / "pg_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_PG_URL", storage_url)
+    assert websync_main(["sync", "--env-file", "/dev/null", "--quiet"]) == 0
+    assert "dagster_pg_url" in (home / "dagster.yaml").read_text().lower()
+    instance = DagsterInstance.from_config(str(home))
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    event = instance.get_latest_materialization_event(AssetKey(["web_pages", "prod_upserted"]))
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    with sync_env.prod() as prod:
+        assert metadata["prod_rows_after"] == count(prod, "web_pages")
+    assert metadata["prod_rows_before"] == sync_env.facts.prod_counts["web_pages"]
+    import psycopg
+
+    with psycopg.connect(storage_url) as conn:  # the runs really are in that database
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
