@@ -65,7 +65,7 @@ def table_assets(table: str) -> list[AssetsDefinition]:
     def export(context: AssetExecutionContext, config: ExportConfig, websync: WebsyncResource) -> Output[dict]:
         settings = websync.settings()
         with as_failure(settings, table):
-            result = run_export(settings, table, scope=config.scope)
+            result = run_export(settings, table, scope=config.scope, report=context.log.info)
         context.log.info(f"{table}: exported {result.rows} rows ({result.scope}) to {result.path}")
         return Output(result.to_dict(), metadata=metadata.export_metadata(result))
 
@@ -91,7 +91,8 @@ def table_assets(table: str) -> list[AssetsDefinition]:
     ) -> Iterator[MaterializeResult]:
         settings = websync.settings()
         with as_failure(settings, table):
-            outcome = run_load(settings, table, ExportResult.from_dict(export), declared_deps=DECLARED_DEPS)
+            outcome = run_load(settings, table, ExportResult.from_dict(export), declared_deps=DECLARED_DEPS,
+                               report=context.log.info)
         result = outcome.result
         context.log.info(
             f"{table}: prod {result.before} -> {result.after} rows, {result.inserted} inserted, "

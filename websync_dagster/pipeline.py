@@ -22,6 +22,7 @@ from websync_dagster.sync.export import ExportResult, count_delta, export_path, 
 from websync_dagster.sync.load import LoadResult, load_export
 from websync_dagster.sync.order import check_declared_order
 from websync_dagster.sync.plan import TablePlan
+from websync_dagster.sync.progress import Reporter
 from websync_dagster.sync.status import prod_counts, web_sources_detail
 from websync_dagster.sync.tables import plan_tables, prod_key_sets
 from websync_dagster.transport import make_transport
@@ -56,19 +57,22 @@ def _plan(dev: psycopg.Connection, prod: ProdSession, settings: Settings, table:
     return plan_tables(PsycopgSession(dev), prod, settings.tables)[table]
 
 
-def run_export(settings: Settings, table: str, *, scope: str, stamp: str | None = None) -> ExportResult:
+def run_export(
+    settings: Settings, table: str, *, scope: str, stamp: str | None = None, report: Reporter | None = None
+) -> ExportResult:
     """``scope="delta"``: the rows prod lacks (needs prod); ``"all"``: every row and column, dev only."""
     path = export_path(settings.export_dir, table, stamp or stamp_now())
     with dev_connection(settings) as dev:
         if scope == "all":
             dev_columns = read_catalog(PsycopgSession(dev), [table], side="dev")[table].column_names
-            return export_table(dev, table, dev_columns, path)
+            return export_table(dev, table, dev_columns, path, report=report)
         if scope != "delta":
             raise SyncError(f"export scope must be 'delta' or 'all', not {scope!r}")
         with prod_session(settings) as prod:
             plan = _plan(dev, prod, settings, table)
             return export_table(
-                dev, table, plan.shipped, path, prod_key_sets=prod_key_sets(prod, plan), overrides=plan.overrides
+                dev, table, plan.shipped, path, prod_key_sets=prod_key_sets(prod, plan), overrides=plan.overrides,
+                report=report,
             )
 
 
@@ -93,6 +97,7 @@ def run_load(
     *,
     declared_deps: Mapping[str, Sequence[str]],
     stamp: str | None = None,
+    report: Reporter | None = None,
 ) -> LoadOutcome:
     """Insert the export into prod, after checking the declared load order against prod's foreign keys."""
     if export.scope != "delta":
@@ -111,6 +116,7 @@ def run_load(
             reject_dir=settings.export_dir / REJECT_SUBDIR,
             stamp=stamp or stamp_now(),
             already_in_prod=export.already_in_prod,
+            report=report,
         )
         for name, n in export.clashes.items():
             result.skipped[name] = result.skipped.get(name, 0) + n

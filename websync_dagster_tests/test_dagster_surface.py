@@ -179,3 +179,13 @@ def test_checks_pass_warn_and_block(sync_env, capsys):
     landed = _check(instance, "web_pages", "all_shipped_rows_in_prod")
     assert not landed.passed and landed.metadata["lost"].value == 1
     assert "all_shipped_rows_in_prod" in capsys.readouterr().err
+
+
+def test_cli_shows_progress_per_table(sync_env, capsys, monkeypatch):
+    monkeypatch.setenv("WEBSYNC_PROGRESS_EVERY_S", "0")
+    assert websync_main(["sync", "--env-file", "/dev/null"]) == 0
+    err = capsys.readouterr().err
+    import re
+
+    assert re.search(r"web_pages load: [\d.]+ of [\d.]+ MB \(~\d+ of 199 rows\), [\d.]+ MB/s", err)
+    assert re.search(r"web_pages export: [\d.]+ MB, [\d.]+ MB/s", err)

@@ -13,6 +13,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from websync_dagster.sync.progress import Progress, Reporter
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -110,6 +112,7 @@ def export_table(
     *,
     prod_key_sets: Sequence[ProdKeySet] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    report: Reporter | None = None,
 ) -> ExportResult:
     """Write ``columns`` of ``table`` as CSV with a header to ``path``.
 
@@ -136,8 +139,9 @@ def export_table(
         query = sql.SQL("COPY (SELECT {} FROM {} AS t{}) TO STDOUT (FORMAT csv, HEADER true)").format(
             _select_list(columns, overrides), sql.Identifier(table), where
         )
+        progress = Progress(f"{table} export", report)
         with open(partial, "wb") as out, cur.copy(query) as copy:
-            for chunk in copy:
+            for chunk in progress.wrap(copy):
                 out.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)

@@ -27,6 +27,7 @@ from psycopg import sql
 from websync_dagster.sync.catalog import ForeignKey, TableInfo
 from websync_dagster.sync.errors import TableSyncError
 from websync_dagster.sync.plan import TablePlan
+from websync_dagster.sync.progress import Progress, Reporter
 from websync_dagster.transport.base import CopyIn, ProdSession, Query, Statement, Step
 
 CHUNK = 1 << 20
@@ -272,6 +273,7 @@ def load_export(
     reject_dir: Path,
     stamp: str,
     already_in_prod: int = 0,
+    report: Reporter | None = None,
 ) -> LoadResult:
     """Insert the rows of ``export_file`` (CSV with header, columns ``plan.shipped``) into prod."""
     started = time.perf_counter()
@@ -280,7 +282,11 @@ def load_export(
     if header != list(plan.shipped):
         raise TableSyncError(plan.table, f"export {export_file} has columns {header}, expected {list(plan.shipped)}")
     size = export_file.stat().st_size
-    source = file_chunks(export_file)
+    read = file_chunks(export_file)
+
+    def source() -> Iterator[bytes]:
+        return Progress(f"{plan.table} load", report, total_bytes=size, total_rows=rows).wrap(read())
+
     result = LoadResult(plan.table, "nothing to ship", 0, 0, rows, 0, already_in_prod, bytes=0)
     try:
         if rows == 0:
