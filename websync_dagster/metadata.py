@@ -52,6 +52,8 @@ def load_metadata(outcome: LoadOutcome, transport: str) -> dict[str, Any]:
         "transport": transport,
         "export_sha256": outcome.export.sha256,
     }
+    if result.wire_bytes is not None:
+        data["wire_bytes_sent"] = result.wire_bytes
     if result.reject_file:
         data["reject_file"] = MetadataValue.path(result.reject_file)
     if result.fallback_reason:

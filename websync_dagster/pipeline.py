@@ -102,7 +102,8 @@ def run_load(
     """Insert the export into prod, after checking the declared load order against prod's foreign keys."""
     if export.scope != "delta":
         raise TableSyncError(table, f"{export.path} is a full export ({export.scope}); a sync loads only deltas")
-    with dev_connection(settings) as dev, prod_session(settings) as prod:
+    transport = make_transport(settings)
+    with dev_connection(settings) as dev, transport.session() as prod:
         plans = plan_tables(PsycopgSession(dev), prod, settings.tables)
         check_declared_order(declared_deps, {t: p.prod for t, p in plans.items() if p.prod is not None})
         plan = plans[table]
@@ -121,7 +122,8 @@ def run_load(
         for name, n in export.clashes.items():
             result.skipped[name] = result.skipped.get(name, 0) + n
         still_missing = count_delta(dev, table, prod_key_sets(prod, plan)) if export.rows else result.rejected
-        return LoadOutcome(plan, result, export, still_missing)
+    result.wire_bytes = transport.wire_bytes_sent()
+    return LoadOutcome(plan, result, export, still_missing)
 
 
 def run_status(settings: Settings) -> tuple[dict[str, int], list[dict[str, object]]]:

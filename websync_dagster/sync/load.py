@@ -87,6 +87,7 @@ class LoadResult:
     fallback_reason: str | None = None
     bytes: int = 0
     seconds: float = 0.0
+    wire_bytes: int | None = None  # sent over the link to the VPS, compressed (SSH transports)
 
     @property
     def skipped_total(self) -> int:

@@ -92,3 +92,7 @@ class ProdTransport(ABC):
     @contextlib.contextmanager
     def session(self) -> Iterator[ProdSession]:
         """An open session to prod."""
+
+    def wire_bytes_sent(self) -> int | None:
+        """Bytes the last session sent over the network link to the VPS (None when not measured)."""
+        return None

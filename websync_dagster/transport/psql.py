@@ -226,6 +226,10 @@ class SshPsqlTransport(ProdTransport):
         self.redactor = settings.redactor()
         self.last_raw_bytes = 0
         self.last_sent_bytes = 0
+        self.last_wire_sent = 0
+
+    def wire_bytes_sent(self) -> int | None:
+        return self.last_wire_sent
 
     def describe(self) -> str:
         ssh = self.settings.ssh
@@ -247,5 +251,6 @@ class SshPsqlTransport(ProdTransport):
             yield session
             self.last_raw_bytes, self.last_sent_bytes = session.raw_bytes, session.sent_bytes
         finally:
+            self.last_wire_sent = ssh.wire_bytes[0]
             ssh.close()
 

@@ -60,6 +60,42 @@ class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
         )
 
 
+class CountingSocket(socket.socket):
+    """A TCP socket that counts the bytes it moves: what really crosses the link, after SSH compression."""
+
+    sent = 0
+    received = 0
+
+    def send(self, data, *args):  # type: ignore[no-untyped-def, override]
+        n = super().send(data, *args)
+        self.sent += n
+        return n
+
+    def sendall(self, data, *args):  # type: ignore[no-untyped-def, override]
+        super().sendall(data, *args)
+        self.sent += len(data)
+
+    def recv(self, size, *args):  # type: ignore[no-untyped-def, override]
+        data = super().recv(size, *args)
+        self.received += len(data)
+        return data
+
+
+def _open_socket(host: str, port: int) -> CountingSocket:
+    """Connect like socket.create_connection, into a CountingSocket."""
+    error: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = CountingSocket(family, kind, proto)
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        try:
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"no address for {host}")
+
+
 @dataclass
 class RemoteResult:
     status: int
@@ -74,6 +110,7 @@ class SshConnection:
         self.settings = settings
         self.redactor = redactor or Redactor([settings.password, settings.key_passphrase])
         self.client = paramiko.SSHClient()
+        self.sock: CountingSocket | None = None
 
     @property
     def where(self) -> str:
@@ -91,9 +128,11 @@ class SshConnection:
         use_password = bool(s.password)
         pkey = self._load_key() if s.key_file else None
         try:
+            self.sock = _open_socket(s.host, s.port)
             self.client.connect(
                 s.host,
                 port=s.port,
+                sock=self.sock,
                 username=s.user,
                 password=s.password,
                 pkey=pkey,
@@ -183,6 +222,11 @@ class SshConnection:
 
     def has_command(self, name: str) -> bool:
         return self.run(f"command -v {shlex.quote(name)}").status == 0
+
+    @property
+    def wire_bytes(self) -> tuple[int, int]:
+        """(sent, received) on the TCP connection to the VPS so far."""
+        return (self.sock.sent, self.sock.received) if self.sock else (0, 0)
 
     def close(self) -> None:
         self.client.close()

@@ -140,6 +140,10 @@ class SshTunnelTransport(ProdTransport):
         self.endpoint_host = str(params.get("host") or "127.0.0.1")
         self.last_bytes_up = 0
         self.last_bytes_down = 0
+        self.last_wire_sent = 0
+
+    def wire_bytes_sent(self) -> int | None:
+        return self.last_wire_sent
 
     def describe(self) -> str:
         ssh = self.settings.ssh
@@ -166,4 +170,5 @@ class SshTunnelTransport(ProdTransport):
             if forwarder is not None:
                 self.last_bytes_up, self.last_bytes_down = forwarder.bytes_up, forwarder.bytes_down
                 forwarder.close()
+            self.last_wire_sent = ssh.wire_bytes[0]
             ssh.close()
