@@ -1,0 +1,252 @@
+"""websync against raw COPY and the shell runbook, on the same data, in one run.
+
+    .venv/bin/python benchmarks/run.py [--scale 1.0] [--no-2x] [--repeat 3]
+
+Measures (a) raw `COPY TO STDOUT | COPY FROM STDIN` between the two servers in FK order, (b) the
+runbook done locally with psql (`\\copy` to CSV, temp table, `INSERT ... SELECT ... ON CONFLICT (id)
+DO NOTHING`), (c) websync full sync into an empty prod, (d) websync re-run with nothing new, (e) websync
+with 1% new rows; (c)-(e) over `direct` and over `ssh_tunnel` through a loopback sshd. websync's time
+is the Dagster run as the instance records it (run start to run end); process start-up is reported on
+its own line. Prints seconds, rows/s, MB/s, bytes sent to prod, peak RSS and the ratios of the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from dagster import AssetKey, DagsterInstance
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.dataset import Scale, generate  # noqa: E402
+from websync_dagster.embedded.postgres import EmbeddedPostgres  # noqa: E402
+from websync_dagster.embedded.sample_schema import schema_ddl  # noqa: E402
+from websync_dagster.embedded.sshd import SshServer, start_sshd  # noqa: E402
+from websync_dagster.sync.tables import DEFAULT_TABLES  # noqa: E402
+
+PASSWORD = "bench-pw-3141"
+
+
+class Bench:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.dev = EmbeddedPostgres(work / "dev", password=PASSWORD).start()
+        self.prod = EmbeddedPostgres(work / "prod", password=PASSWORD).start()
+        self.sshd: SshServer = start_sshd(work / "sshd")
+        self.counter = 0
+        for server, side in ((self.dev, "dev"), (self.prod, "prod")):
+            server.create_database("tpl")
+            with psycopg.connect(server.url("tpl"), autocommit=True) as conn:
+                conn.execute(schema_ddl(side, fts_index=False))
+                conn.execute("INSERT INTO legal_taxonomy (code) VALUES ('civ'), ('pen'), ('com')")
+
+    def fresh(self, server: EmbeddedPostgres, prefix: str) -> str:
+        self.counter += 1
+        name = f"{prefix}_{self.counter}"
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE tpl").format(sql.Identifier(name)))
+        return server.url(name)
+
+    def shared_columns(self, dev_url: str, prod_url: str, table: str) -> list[str]:
+        query = ("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                 "AND NOT attisdropped ORDER BY attnum")
+        with psycopg.connect(dev_url) as d, psycopg.connect(prod_url) as p:
+            prod_cols = {r[0] for r in p.execute(query, [table])}
+            return [r[0] for r in d.execute(query, [table]) if r[0] in prod_cols]
+
+
+def raw_copy(bench: Bench, dev_url: str, prod_url: str) -> dict:
+    """(a) the floor: one COPY pipe per table, dev -> prod, columns by name, no dedup."""
+    started, total = time.perf_counter(), 0
+    with psycopg.connect(dev_url) as dev, psycopg.connect(prod_url) as prod:
+        for table in DEFAULT_TABLES:
+            cols = sql.SQL(", ").join(map(sql.Identifier, bench.shared_columns(dev_url, prod_url, table)))
+            out = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT csv)").format(cols, sql.Identifier(table))
+            into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(sql.Identifier(table), cols)
+            with dev.cursor().copy(out) as src, prod.cursor().copy(into) as dst:
+                for chunk in src:
+                    dst.write(chunk)
+                    total += len(chunk)
+        prod.commit()
+    return {"seconds": time.perf_counter() - started, "csv_bytes": total}
+
+
+def runbook(bench: Bench, dev_url: str, prod_url: str) -> dict:
+    """(b) the shell runbook done locally with psql: full export, temp table, INSERT ... ON CONFLICT (id)."""
+    psql = str(bench.dev.bin_dir / "psql")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for table in DEFAULT_TABLES:
+            cols = ", ".join(bench.shared_columns(dev_url, prod_url, table))
+            csv = Path(tmp) / f"{table}.csv"
+            subprocess.run([psql, dev_url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                            f"\\copy (SELECT {cols} FROM {table}) TO '{csv}' CSV HEADER"], check=True)
+            script = (f"BEGIN;\nCREATE TEMP TABLE tmp_{table} AS SELECT {cols} FROM {table} WITH NO DATA;\n"
+                      f"\\copy tmp_{table} FROM '{csv}' CSV HEADER\n"
+                      f"INSERT INTO {table} ({cols}) SELECT {cols} FROM tmp_{table} ON CONFLICT (id) DO NOTHING;\n"
+                      f"COMMIT;\n")
+            subprocess.run([psql, prod_url, "-X", "-q", "-v", "ON_ERROR_STOP=1"], input=script.encode(), check=True)
+    return {"seconds": time.perf_counter() - started}
+
+
+def websync(bench: Bench, dev_url: str, prod_url: str, home: Path, *, ssh: bool) -> dict:
+    """(c)-(e): `websync sync` in its own process; the run's duration as the Dagster instance records it."""
+    env = {**os.environ, "WEBSYNC_DEV_URL": dev_url, "WEBSYNC_PROD_URL": prod_url, "DAGSTER_HOME": str(home),
+           "WEBSYNC_EXPORT_DIR": str(home / "exports")}
+    for key in [k for k in env if k.startswith("VPS_") or k == "WEBSYNC_PROD_PSQL"]:
+        env.pop(key)
+    if ssh:
+        s = bench.sshd
+        env.update(VPS_HOST=s.host, VPS_PORT=str(s.port), VPS_USER=s.user, VPS_KEY_FILE=str(s.key_file),
+                   VPS_KNOWN_HOSTS=str(s.known_hosts))
+    wall = time.time()
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "websync_run.py"), "sync"], env=env,
+                          capture_output=True, text=True, cwd=REPO)
+    wall = time.time() - wall
+    if proc.returncode != 0:
+        raise RuntimeError(f"websync failed: {proc.stderr[-3000:]}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    instance = DagsterInstance.from_config(str(home))
+    record = instance.get_run_records(limit=1)[0]
+    run_id = record.dagster_run.run_id
+    steps = instance.get_run_step_stats(run_id)
+    shipped = sent = rows = engine = 0.0
+    for table in DEFAULT_TABLES:
+        event = instance.get_latest_materialization_event(AssetKey([table, "prod_upserted"]))
+        meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+        export = instance.get_latest_materialization_event(AssetKey([table, "export"]))
+        export_meta = {k: v.value for k, v in export.asset_materialization.metadata.items()}
+        shipped += meta["bytes"]
+        rows += meta["inserted"]
+        sent += meta.get("wire_bytes_sent", meta["bytes"])
+        engine += meta["seconds"] + export_meta["seconds"]
+    run_s = record.end_time - record.start_time
+    step_s = sum((s.end_time or 0) - (s.start_time or 0) for s in steps)
+    return {
+        "seconds": run_s,
+        "startup_s": record.start_time - info["process_start"],
+        "wall_s": wall,
+        "peak_rss_mb": info["peak_rss_mb"],
+        "rows_inserted": rows,
+        "csv_bytes_shipped": shipped,
+        "bytes_sent_to_prod": sent,
+        "steps": len(steps),
+        "dagster_overhead_per_step_s": (step_s - engine) / max(len(steps), 1),
+        "run_minus_steps_s": run_s - step_s,
+    }
+
+
+def measure_scale(bench: Bench, factor: float, repeat: int) -> dict:
+    dev_url = bench.fresh(bench.dev, f"dev{str(factor).replace('.', '_')}")
+    with psycopg.connect(dev_url) as dev:
+        rows = generate(dev, Scale().times(factor))
+    results: dict[str, list[dict]] = {}
+
+    def record(name: str, value: dict) -> None:
+        results.setdefault(name, []).append(value)
+
+    for _ in range(repeat):
+        record("raw_copy", raw_copy(bench, dev_url, bench.fresh(bench.prod, "raw")))
+        prod_url = bench.fresh(bench.prod, "runbook")
+        record("runbook_full", runbook(bench, dev_url, prod_url))
+        record("runbook_rerun", runbook(bench, dev_url, prod_url))
+        for ssh in (False, True):
+            label = "ssh_tunnel" if ssh else "direct"
+            prod_url = bench.fresh(bench.prod, label)
+            home = bench.work / f"home_{label}_{bench.counter}"
+            home.mkdir()
+            record(f"websync_full_{label}", websync(bench, dev_url, prod_url, home, ssh=ssh))
+            record(f"websync_rerun_{label}", websync(bench, dev_url, prod_url, home, ssh=ssh))
+    # 1% new rows, once per transport, on top of the synced prods of the last repetition
+    with psycopg.connect(dev_url) as dev:
+        generate(dev, Scale().times(factor * 0.01), first=10_000_000)
+    for ssh in (False, True):
+        label = "ssh_tunnel" if ssh else "direct"
+        home = max(bench.work.glob(f"home_{label}_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+        prod_url = bench.prod.url(f"{label}_{home.name.rsplit('_', 1)[1]}")
+        record(f"websync_1pct_{label}", websync(bench, dev_url, prod_url, home, ssh=ssh))
+    return {"factor": factor, "rows": rows, "results": results}
+
+
+def median(values: list[dict], key: str) -> float:
+    return statistics.median(v[key] for v in values)
+
+
+def report(scale: dict) -> list[str]:
+    r = scale["results"]
+    csv = median(r["raw_copy"], "csv_bytes")
+    rows = sum(scale["rows"].values())
+    lines = [f"scale x{scale['factor']}: {rows} rows, {csv / 1e6:.0f} MB of CSV (shipped columns)",
+             f"{'measurement':32} {'s':>8} {'rows/s':>9} {'MB/s':>7} {'sent MB':>9} {'RSS MB':>7} {'start s':>8} n"]
+    for name, values in r.items():
+        s = median(values, "seconds")
+        sent = median(values, "bytes_sent_to_prod") / 1e6 if "bytes_sent_to_prod" in values[0] else float("nan")
+        rss = median(values, "peak_rss_mb") if "peak_rss_mb" in values[0] else float("nan")
+        start = median(values, "startup_s") if "startup_s" in values[0] else float("nan")
+        inserted = median(values, "rows_inserted") if "rows_inserted" in values[0] else rows
+        lines.append(f"{name:32} {s:8.2f} {inserted / s:9.0f} {csv / 1e6 / s:7.1f} {sent:9.2f} {rss:7.1f} "
+                     f"{start:8.2f} {len(values)}")
+    full_d, raw = median(r["websync_full_direct"], "seconds"), median(r["raw_copy"], "seconds")
+    lines += [
+        "targets (medians):",
+        f"  full sync / raw COPY (direct)        {full_d / raw:5.2f}  (<= 1.3; runbook {median(r['runbook_full'], 'seconds') / raw:.2f})",
+        f"  re-run bytes sent / CSV (direct)     {median(r['websync_rerun_direct'], 'bytes_sent_to_prod') / csv:7.4f}"
+        f"  ssh_tunnel {median(r['websync_rerun_ssh_tunnel'], 'bytes_sent_to_prod') / csv:7.4f}  (<= 0.01)",
+        f"  re-run time / runbook re-run         {median(r['websync_rerun_direct'], 'seconds') / median(r['runbook_rerun'], 'seconds'):5.2f}  (<= 0.10)",
+        f"  1% new time / full sync (direct)     {median(r['websync_1pct_direct'], 'seconds') / full_d:5.2f}  (<= 0.10)",
+        f"  full sync ssh_tunnel / direct        {median(r['websync_full_ssh_tunnel'], 'seconds') / full_d:5.2f}  (<= 1.2)",
+        f"  wire bytes / CSV over ssh_tunnel     {median(r['websync_full_ssh_tunnel'], 'bytes_sent_to_prod') / csv:5.2f}  (<= 0.5)",
+        f"  peak RSS of the sync process (MB)    {max(median(v, 'peak_rss_mb') for k, v in r.items() if k.startswith('websync')):5.0f}  (<= 300)",
+        f"  Dagster: process start -> run start  {median(r['websync_full_direct'], 'startup_s'):5.2f} s; overhead per step "
+        f"{median(r['websync_full_direct'], 'dagster_overhead_per_step_s'):5.2f} s over {r['websync_full_direct'][0]['steps']} steps",
+    ]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-2x", dest="twice", action="store_false")
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="websync-bench-"))
+    bench = Bench(work)
+    try:
+        scales = [measure_scale(bench, args.scale, args.repeat)]
+        for line in report(scales[0]):
+            print(line, flush=True)
+        if args.twice:
+            scales.append(measure_scale(bench, args.scale * 2, 1))
+            for line in report(scales[1]):
+                print(line, flush=True)
+            one, two = scales
+            print("growth from x1 to x2 (ratio of medians):")
+            for name in ("raw_copy", "websync_full_direct", "websync_full_ssh_tunnel"):
+                print(f"  {name:28} time x{median(two['results'][name], 'seconds') / median(one['results'][name], 'seconds'):.2f}"
+                      + (f", peak RSS x{median(two['results'][name], 'peak_rss_mb') / median(one['results'][name], 'peak_rss_mb'):.2f}"
+                         if name != "raw_copy" else ""))
+        if args.json:
+            args.json.write_text(json.dumps(scales, indent=1, default=str))
+    finally:
+        bench.sshd.stop()
+        bench.dev.stop()
+        bench.prod.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
