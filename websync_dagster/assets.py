@@ -63,9 +63,8 @@ def table_assets(table: str) -> list[AssetsDefinition]:
         description=f"{table} exported from dev with COPY to a Postgres CSV file under WEBSYNC_EXPORT_DIR.",
     )
     def export(context: AssetExecutionContext, config: ExportConfig, websync: WebsyncResource) -> Output[dict]:
-        settings = websync.settings()
-        with as_failure(settings, table):
-            result = run_export(settings, table, scope=config.scope, report=context.log.info)
+        with as_failure(websync, table):
+            result = run_export(websync.sync_context(), table, scope=config.scope, report=context.log.info)
         context.log.info(f"{table}: exported {result.rows} rows ({result.scope}) to {result.path}")
         return Output(result.to_dict(), metadata=metadata.export_metadata(result))
 
@@ -89,9 +88,9 @@ def table_assets(table: str) -> list[AssetsDefinition]:
     def prod_upserted(
         context: AssetExecutionContext, websync: WebsyncResource, export: dict
     ) -> Iterator[MaterializeResult]:
-        settings = websync.settings()
-        with as_failure(settings, table):
-            outcome = run_load(settings, table, ExportResult.from_dict(export), declared_deps=DECLARED_DEPS,
+        with as_failure(websync, table):
+            ctx = websync.sync_context()
+            outcome = run_load(ctx, table, ExportResult.from_dict(export), declared_deps=DECLARED_DEPS,
                                report=context.log.info)
         result = outcome.result
         context.log.info(
@@ -99,7 +98,7 @@ def table_assets(table: str) -> list[AssetsDefinition]:
             f"{result.already_present} already present, {result.skipped_total} skipped, {result.rejected} rejected"
         )
         yield MaterializeResult(
-            metadata=metadata.load_metadata(outcome, settings.describe()["transport"]),
+            metadata=metadata.load_metadata(outcome, ctx.transport.describe()),
             check_results=[
                 metadata.landed_check(outcome, LANDED_CHECK),
                 metadata.rejects_check(outcome, NO_REJECTS_CHECK),
@@ -121,9 +120,8 @@ REINDEX_KEY = AssetKey(["prod", "reindex_requested"])
     description="Asks prod to re-index (WEBSYNC_REINDEX_URL/METHOD/TOKEN), from the VPS over SSH or directly.",
 )
 def reindex_requested(context: AssetExecutionContext, websync: WebsyncResource) -> MaterializeResult:
-    settings = websync.settings()
-    with as_failure(settings):
-        result = request_reindex(settings)
+    with as_failure(websync):
+        result = request_reindex(websync.settings())
     if result is None:
         reminder = ("reindex not configured (WEBSYNC_REINDEX_URL unset): prod will index the new documents "
                     "only when its own cron runs")

@@ -7,16 +7,20 @@ from collections.abc import Iterator
 
 from dagster import Failure
 
-from websync_dagster.settings import Settings
+from websync_dagster.resources import WebsyncResource
 from websync_dagster.sync.errors import SyncError
+from websync_dagster.sync.redact import Redactor
 
 
 @contextlib.contextmanager
-def as_failure(settings: Settings | None, table: str | None = None) -> Iterator[None]:
-    redact = settings.redactor() if settings else (lambda text: text)
+def as_failure(websync: WebsyncResource, table: str | None = None) -> Iterator[None]:
     try:
         yield
     except SyncError as exc:
+        try:
+            redact = websync.settings().redactor()
+        except SyncError:
+            redact = Redactor()
         message = redact(str(exc))
         if table and not message.startswith(f"{table}:"):
             message = f"{table}: {message}"

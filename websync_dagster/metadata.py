@@ -74,16 +74,18 @@ def rejects_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
 
 
 def landed_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
-    """Blocking: every row shipped and not rejected is in prod now (counted again from dev's side)."""
+    """Blocking: every row shipped is in prod now, or was refused with a reason, or prod already had it;
+    from the server's own counts (COPY's row count, INSERT ... RETURNING), so a row that a trigger or rule
+    silently dropped fails it."""
+    result = outcome.result
     return AssetCheckResult(
         check_name=name,
-        passed=outcome.lost == 0,
+        passed=result.lost == 0,
         severity=AssetCheckSeverity.ERROR,
-        description=("every row shipped is in prod (or rejected with a reason)" if not outcome.lost
-                     else f"{outcome.lost} rows shipped to prod are not there and were not rejected "
-                     f"(or dev gained rows since the export)"),
-        metadata={"shipped": outcome.result.shipped, "rejected": outcome.result.rejected,
-                  "still_missing_in_prod": outcome.still_missing, "lost": outcome.lost},
+        description=("every row shipped is in prod (or rejected with a reason, or already there)" if not result.lost
+                     else f"{result.lost} rows shipped to prod were neither inserted nor rejected"),
+        metadata={"shipped": result.shipped, "inserted": result.inserted, "rejected": result.rejected,
+                  "lost": result.lost},
     )
 
 

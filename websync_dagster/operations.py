@@ -40,9 +40,8 @@ def diff_observations(diffs: list[TableDiff]) -> list[AssetObservation]:
 @op(out=Out(dict, description="prod row counts per table"))
 def prod_status(context: OpExecutionContext, websync: WebsyncResource) -> Output[dict]:
     """Row counts of every synced table in prod, and prod's crawl sources."""
-    settings = websync.settings()
-    with as_failure(settings):
-        counts, sources = run_status(settings)
+    with as_failure(websync):
+        counts, sources = run_status(websync.sync_context())
     for table, n in counts.items():
         context.log_event(AssetObservation(asset_key=prod_key(table), metadata={"prod_rows": n}))
     counts_md = markdown_table([{"table": t, "prod_rows": n} for t, n in counts.items()])
@@ -61,9 +60,8 @@ def prod_status(context: OpExecutionContext, websync: WebsyncResource) -> Output
 @op(out=Out(list, description="dev vs prod per table"))
 def dev_prod_diff(context: OpExecutionContext, websync: WebsyncResource) -> Output[list]:
     """Per table: dev count, prod count, rows missing in prod, rows only in prod."""
-    settings = websync.settings()
-    with as_failure(settings):
-        diffs = run_diff(settings)
+    with as_failure(websync):
+        diffs = run_diff(websync.sync_context())
     for observation in diff_observations(diffs):
         context.log_event(observation)
     table_md = markdown_table(diff_rows(diffs))

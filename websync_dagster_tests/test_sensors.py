@@ -64,15 +64,17 @@ def test_identical_tables_cost_one_query_per_side(sync_env):
             assert diff.in_sync and diff.queries == 1 and diff.ids_compared == 0
 
 
-def _context(sync_env, cursor=None):
+def _evaluate(sync_env, cursor=None):
+    """One real evaluation of the sensor (resources set up and torn down as the daemon does)."""
     instance = DagsterInstance.from_config(str(sync_env.dagster_home))
-    return build_sensor_context(instance=instance, cursor=cursor,
-                                resources={"websync": WebsyncResource(env_file="/dev/null")})
+    with build_sensor_context(instance=instance, cursor=cursor,
+                              resources={"websync": WebsyncResource(env_file="/dev/null")}) as context:
+        return dev_prod_diff_sensor(context)
 
 
 def test_sensor_records_the_drift_and_keeps_a_cursor(sync_env, monkeypatch):
     monkeypatch.delenv("WEBSYNC_DIFF_AUTO_SYNC", raising=False)
-    result = dev_prod_diff_sensor(_context(sync_env))
+    result = _evaluate(sync_env)
     observations = [e for e in result.asset_events if isinstance(e, AssetObservation)]
     assert {o.asset_key.to_user_string() for o in observations} == {f"{t}/prod_upserted" for t in TABLES}
     pages = next(o for o in observations if o.asset_key.path[0] == "web_pages")
@@ -87,19 +89,19 @@ def test_sensor_records_the_drift_and_keeps_a_cursor(sync_env, monkeypatch):
 
 def test_sensor_survives_an_unreachable_prod(sync_env, monkeypatch):
     monkeypatch.setenv("WEBSYNC_PROD_URL", "postgresql://nobody:pw@127.0.0.1:1/none")
-    result = dev_prod_diff_sensor(_context(sync_env, cursor="previous"))
+    result = _evaluate(sync_env, cursor="previous")
     assert "cannot compute the dev/prod diff: cannot connect to prod database" in result.skip_reason.skip_message
     assert result.cursor == "previous" and not result.run_requests
 
 
 def test_auto_sync_requests_one_run_per_drift(sync_env, monkeypatch):
     monkeypatch.setenv("WEBSYNC_DIFF_AUTO_SYNC", "1")
-    first = dev_prod_diff_sensor(_context(sync_env))
-    again = dev_prod_diff_sensor(_context(sync_env, cursor=first.cursor))
+    first = _evaluate(sync_env)
+    again = _evaluate(sync_env, cursor=first.cursor)
     assert len(first.run_requests) == 1
     assert first.run_requests[0].run_key == again.run_requests[0].run_key  # same drift, same key
     sync_all(sync_env.settings())  # the drift changes: fewer rows missing (prod refuses a few)
-    after = dev_prod_diff_sensor(_context(sync_env, cursor=first.cursor))
+    after = _evaluate(sync_env, cursor=first.cursor)
     assert len(after.run_requests) == 1
     assert after.run_requests[0].run_key != first.run_requests[0].run_key
 

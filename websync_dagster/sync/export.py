@@ -96,14 +96,6 @@ def _delta_filter(
     return sql.SQL(" AND ").join(sql.SQL("NOT {}").format(c) for c in conditions), already, clashes
 
 
-def count_delta(dev: psycopg.Connection, table: str, prod_key_sets: Sequence[ProdKeySet]) -> int:
-    """How many dev rows prod still lacks on every unique key (what a sync would ship now)."""
-    with dev.transaction(), dev.cursor() as cur:
-        condition, _, _ = _delta_filter(cur, table, prod_key_sets)
-        cur.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(sql.Identifier(table), condition))
-        return cur.fetchone()[0]
-
-
 def export_table(
     dev: psycopg.Connection,
     table: str,

@@ -88,6 +88,9 @@ class LoadResult:
     bytes: int = 0
     seconds: float = 0.0
     wire_bytes: int | None = None  # sent over the link to the VPS, compressed (SSH transports)
+    #: rows shipped that prod neither inserted, nor refused, nor already had: 0 unless something
+    #: (a trigger, a rule) silently dropped them; from the server's own counts
+    lost: int = 0
 
     @property
     def skipped_total(self) -> int:
@@ -297,15 +300,18 @@ def load_export(
             result = _try_fast_path(session, plan, source, result)
         if rows and result.mode != "direct copy":
             results = session.run_transaction(_staged_steps(plan, plan.prod, source))
-            _, before, inserted, after, skipped, nulled, rejects = results
+            _, before, staged, inserted, after, skipped, nulled, rejects = results
             result.mode = "staged"
             result.before, result.after = before[0]["n"], after[0]["n"]
             result.inserted = inserted[0]["n"]
             result.skipped = {r["key_name"]: r["n"] for r in skipped if r["key_name"] != ALREADY_PRESENT}
-            result.already_present += sum(r["n"] for r in skipped if r["key_name"] == ALREADY_PRESENT)
+            present_now = sum(r["n"] for r in skipped if r["key_name"] == ALREADY_PRESENT)
+            result.already_present += present_now
             result.nulled = {r["column_name"]: r["n"] for r in nulled if r["n"]}
             result.rejected = len(rejects)
             result.reject_file = _write_rejects(reject_dir, plan.table, stamp, rejects)
+            accounted = result.inserted + result.rejected + result.skipped_total + present_now
+            result.lost = rows - min(accounted, staged[0]["rows"])
     except TableSyncError:
         raise
     except Exception as exc:
@@ -320,11 +326,12 @@ def _try_fast_path(
 ) -> LoadResult:
     """COPY straight into the table; on refusal record why and leave the table as it was."""
     try:
-        _, before, after = session.run_transaction(_fast_path_steps(plan, source))
+        _, before, copied, after = session.run_transaction(_fast_path_steps(plan, source))
     except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
         result.fallback_reason = _first_line(exc)
         return result
     result.mode = "direct copy"
     result.before, result.after = before[0]["n"], after[0]["n"]
-    result.inserted = result.after - result.before
+    result.inserted = copied[0]["rows"]  # the server's count: a row a trigger swallowed is not in it
+    result.lost = result.shipped - result.inserted
     return result

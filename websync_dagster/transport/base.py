@@ -73,7 +73,8 @@ class ProdSession(ABC):
 
     @abstractmethod
     def run_transaction(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
-        """Run the steps in one transaction; return the rows of each Query step in order.
+        """Run the steps in one transaction; return, in order, the rows of each Query step and, for each
+        CopyIn step, ``[{"rows": <rows the server copied>}]``.
 
         Any error rolls the whole transaction back and propagates.
         """

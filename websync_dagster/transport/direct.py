@@ -73,6 +73,7 @@ class PsycopgSession(ProdSession):
                     with cur.copy(step.query) as copy:
                         for chunk in step.source():
                             copy.write(chunk)
+                    results.append([{"rows": cur.rowcount}])
         return results
 
 

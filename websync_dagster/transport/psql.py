@@ -100,6 +100,12 @@ def _restore_terminator_lines(copy: CopyIn, token: str) -> bytes:
     return "".join(_sql_text(s) for s in statements).encode()
 
 
+def _marked_query(mark: int, query: sql.Composable) -> bytes:
+    """A query whose JSON result is printed after a marker line, between stretches of silenced output."""
+    text = _sql_text(as_json_rows(query))
+    return f"\\o\n\\echo {_MARK.format(mark)}\n{text};\n\\o /dev/null\n".encode()
+
+
 class PsqlSession(ProdSession):
     supports_fast_path = False
     name = "ssh_psql"
@@ -158,8 +164,7 @@ class PsqlSession(ProdSession):
             if isinstance(step, Statement):
                 yield (_sql_text(step.query) + ";\n").encode()
             elif isinstance(step, Query):
-                query = _sql_text(as_json_rows(step.query))
-                yield f"\\o\n\\echo {_MARK.format(marks)}\n{query};\n\\o /dev/null\n".encode()
+                yield _marked_query(marks, step.query)
                 marks += 1
             elif isinstance(step, CopyIn):
                 token = f"@@websync-dot-line-{secrets.token_hex(8)}@@"
@@ -169,6 +174,9 @@ class PsqlSession(ProdSession):
                 yield b"\\.\n"
                 if found[0]:
                     yield _restore_terminator_lines(step, token)
+                # psql only ever copies into a fresh staging table: its row count is the COPY's
+                yield _marked_query(marks, sql.SQL("SELECT count(*) AS rows FROM {}").format(step.table))
+                marks += 1
         yield f"COMMIT;\n\\o\n\\echo {_DONE}\n".encode()
 
     def run_transaction(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
@@ -227,9 +235,10 @@ class SshPsqlTransport(ProdTransport):
         self.last_raw_bytes = 0
         self.last_sent_bytes = 0
         self.last_wire_sent = 0
+        self._ssh: SshConnection | None = None
 
     def wire_bytes_sent(self) -> int | None:
-        return self.last_wire_sent
+        return self._ssh.wire_bytes[0] if self._ssh else self.last_wire_sent
 
     def describe(self) -> str:
         ssh = self.settings.ssh
@@ -239,7 +248,7 @@ class SshPsqlTransport(ProdTransport):
     @contextlib.contextmanager
     def session(self) -> Iterator[PsqlSession]:
         assert self.settings.ssh is not None and self.settings.prod_psql
-        ssh = SshConnection(self.settings.ssh, self.redactor).connect()
+        ssh = self._ssh = SshConnection(self.settings.ssh, self.redactor).connect()
         try:
             compression = "zstd" if ssh.has_command("zstd") else "gzip"
             if compression == "gzip" and not ssh.has_command("gzip"):
@@ -252,5 +261,6 @@ class SshPsqlTransport(ProdTransport):
             self.last_raw_bytes, self.last_sent_bytes = session.raw_bytes, session.sent_bytes
         finally:
             self.last_wire_sent = ssh.wire_bytes[0]
+            self._ssh = None
             ssh.close()
 

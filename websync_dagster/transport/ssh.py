@@ -12,9 +12,11 @@ import hashlib
 import os
 import shlex
 import socket
+import zlib
 from dataclasses import dataclass
 
 import paramiko
+from paramiko.compress import ZlibCompressor, ZlibDecompressor
 
 from websync_dagster.settings import SshSettings
 from websync_dagster.sync.errors import SyncError
@@ -22,6 +24,10 @@ from websync_dagster.sync.redact import Redactor
 
 CONNECT_TIMEOUT_S = 15
 KEEPALIVE_S = 15
+#: bigger windows and packets than paramiko's defaults (2 MB, 32 KB): fewer round trips and less
+#: per-packet Python work on a bulk COPY stream (OpenSSH accepts packets up to 256 KB)
+WINDOW_BYTES = 16 * 1024 * 1024
+MAX_PACKET_BYTES = 128 * 1024
 
 
 class SshError(SyncError):
@@ -58,6 +64,28 @@ class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
             f"host {hostname} is not in {self.known_hosts}: presented {key.get_name()} {presented}; refused before "
             f"authenticating (add it with ssh-keyscan after checking the fingerprint, or set VPS_HOST_KEY_SHA256)"
         )
+
+
+class _FastZlibCompressor(ZlibCompressor):
+    """zlib level 1 instead of paramiko's default 6: on text it still shrinks the stream about 2.5x, at a
+    fraction of the CPU, which matters when the sync process and both databases share two cores."""
+
+    def __init__(self) -> None:
+        self.z = zlib.compressobj(1)
+
+
+class FastTransport(paramiko.Transport):
+    """paramiko's Transport with faster compression and larger windows for bulk transfers."""
+
+    _compression_info = {  # noqa: RUF012 - same shape as paramiko's class attribute
+        **paramiko.Transport._compression_info,
+        "zlib@openssh.com": (_FastZlibCompressor, ZlibDecompressor),
+        "zlib": (_FastZlibCompressor, ZlibDecompressor),
+    }
+
+    def __init__(self, sock: socket.socket, **kwargs: object) -> None:
+        super().__init__(sock, default_window_size=WINDOW_BYTES, default_max_packet_size=MAX_PACKET_BYTES,
+                         **kwargs)  # type: ignore[arg-type]
 
 
 class CountingSocket(socket.socket):
@@ -142,6 +170,7 @@ class SshConnection:
                 banner_timeout=CONNECT_TIMEOUT_S,
                 auth_timeout=CONNECT_TIMEOUT_S,
                 compress=True,
+                transport_factory=FastTransport,
             )
         except SshError:
             self.client.close()

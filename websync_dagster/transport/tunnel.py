@@ -25,11 +25,11 @@ from websync_dagster.sync.errors import ConfigError
 from websync_dagster.sync.redact import safe_url
 from websync_dagster.transport.base import ProdTransport
 from websync_dagster.transport.direct import PsycopgSession, connect
-from websync_dagster.transport.ssh import SshConnection, SshError, remote_failure
+from websync_dagster.transport.ssh import MAX_PACKET_BYTES, WINDOW_BYTES, SshConnection, SshError, remote_failure
 
 _DOCKER_HOST = re.compile(r"^(?P<scheme>[a-z]+://)(?P<userinfo>[^@/]*@)?docker:(?P<container>[A-Za-z0-9][\w.-]*)"
                           r"(?::(?P<port>\d+))?(?P<rest>/.*)?$")
-_BUFFER = 1 << 16
+_BUFFER = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,8 @@ class _Forwarder:
                 return
             try:
                 channel = self.ssh.transport.open_channel(
-                    "direct-tcpip", (self.target.host, self.target.port), peer, timeout=15
+                    "direct-tcpip", (self.target.host, self.target.port), peer, timeout=15,
+                    window_size=WINDOW_BYTES, max_packet_size=MAX_PACKET_BYTES,
                 )
             except (paramiko.SSHException, SshError, OSError):
                 client.close()
@@ -141,9 +142,10 @@ class SshTunnelTransport(ProdTransport):
         self.last_bytes_up = 0
         self.last_bytes_down = 0
         self.last_wire_sent = 0
+        self._ssh: SshConnection | None = None
 
     def wire_bytes_sent(self) -> int | None:
-        return self.last_wire_sent
+        return self._ssh.wire_bytes[0] if self._ssh else self.last_wire_sent
 
     def describe(self) -> str:
         ssh = self.settings.ssh
@@ -154,7 +156,7 @@ class SshTunnelTransport(ProdTransport):
     @contextlib.contextmanager
     def session(self) -> Iterator[PsycopgSession]:
         assert self.settings.ssh is not None
-        ssh = SshConnection(self.settings.ssh, self.redactor).connect()
+        ssh = self._ssh = SshConnection(self.settings.ssh, self.redactor).connect()
         forwarder: _Forwarder | None = None
         try:
             host = resolve_container(ssh, self.container) if self.container else self.endpoint_host
@@ -171,4 +173,5 @@ class SshTunnelTransport(ProdTransport):
                 self.last_bytes_up, self.last_bytes_down = forwarder.bytes_up, forwarder.bytes_down
                 forwarder.close()
             self.last_wire_sent = ssh.wire_bytes[0]
+            self._ssh = None
             ssh.close()
