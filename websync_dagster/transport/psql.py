@@ -27,8 +27,8 @@ from psycopg import sql
 
 from websync_dagster.settings import Settings
 from websync_dagster.sync.errors import ConfigError, SyncError
-from websync_dagster.transport.base import CopyIn, ProdSession, ProdTransport, Query, Statement, Step, as_json_rows
-from websync_dagster.transport.ssh import RemoteResult, SshConnection, SshError, remote_failure
+from websync_dagster.transport.base import CopyIn, ProdSession, Query, Statement, Step, as_json_rows
+from websync_dagster.transport.ssh import RemoteResult, SshConnection, SshError, SshTransport, remote_failure
 
 PSQL_OPTIONS = "-X -q -A -t -v ON_ERROR_STOP=1"
 _MARK = "__websync_result_{}__"
@@ -127,6 +127,12 @@ class PsqlSession(ProdSession):
             return PsqlError(f"prod (psql on {self.ssh.settings.host}): {errors[0]}")
         return PsqlError(remote_failure(self.command, RemoteResult(status, b"", stderr), self.ssh.redactor))
 
+    def check_reachable(self) -> None:
+        """Fail now, with psql's own words, if the remote command cannot reach the database."""
+        probe = self.ssh.run(self._psql(), b"SELECT 1;\n")
+        if probe.status != 0:
+            raise self._fail(probe.status, probe.stderr)
+
     def _run_script(self, script: bytes) -> bytes:
         result = self.ssh.run(self._psql(), script)
         if result.status != 0:
@@ -224,43 +230,24 @@ class PsqlSession(ProdSession):
         return results
 
 
-class SshPsqlTransport(ProdTransport):
+class SshPsqlTransport(SshTransport):
     name = "ssh_psql"
 
     def __init__(self, settings: Settings) -> None:
         if settings.ssh is None or not settings.prod_psql:
             raise ConfigError("ssh_psql needs VPS_HOST and WEBSYNC_PROD_PSQL")
-        self.settings = settings
-        self.redactor = settings.redactor()
-        self.last_raw_bytes = 0
-        self.last_sent_bytes = 0
-        self.last_wire_sent = 0
-        self._ssh: SshConnection | None = None
-
-    def wire_bytes_sent(self) -> int | None:
-        return self._ssh.wire_bytes[0] if self._ssh else self.last_wire_sent
+        super().__init__(settings)
+        self.command = settings.prod_psql
 
     def describe(self) -> str:
-        ssh = self.settings.ssh
-        assert ssh is not None
-        return f"ssh_psql via {ssh.user or ''}@{ssh.host}:{ssh.port}: {self.settings.prod_psql}"
+        return f"{self._via()}: {self.command}"
 
     @contextlib.contextmanager
     def session(self) -> Iterator[PsqlSession]:
-        assert self.settings.ssh is not None and self.settings.prod_psql
-        ssh = self._ssh = SshConnection(self.settings.ssh, self.redactor).connect()
-        try:
+        with self._connection() as ssh:
             compression = "zstd" if ssh.has_command("zstd") else "gzip"
             if compression == "gzip" and not ssh.has_command("gzip"):
                 raise SshError(f"neither zstd nor gzip on the VPS {ssh.settings.host}: ssh_psql sends compressed data")
-            session = PsqlSession(ssh, self.settings.prod_psql, compression)
-            probe = ssh.run(session._psql(), b"SELECT 1;\n")
-            if probe.status != 0:
-                raise session._fail(probe.status, probe.stderr)
+            session = PsqlSession(ssh, self.command, compression)
+            session.check_reachable()
             yield session
-            self.last_raw_bytes, self.last_sent_bytes = session.raw_bytes, session.sent_bytes
-        finally:
-            self.last_wire_sent = ssh.wire_bytes[0]
-            self._ssh = None
-            ssh.close()
-

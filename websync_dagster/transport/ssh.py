@@ -8,19 +8,22 @@ message shows the fingerprint the server presented. ``VPS_HOST_KEY_SHA256`` pins
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shlex
 import socket
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import paramiko
 from paramiko.compress import ZlibCompressor, ZlibDecompressor
 
-from websync_dagster.settings import SshSettings
+from websync_dagster.settings import Settings, SshSettings
 from websync_dagster.sync.errors import SyncError
 from websync_dagster.sync.redact import Redactor
+from websync_dagster.transport.base import ProdTransport
 
 CONNECT_TIMEOUT_S = 15
 KEEPALIVE_S = 15
@@ -259,6 +262,36 @@ class SshConnection:
 
     def close(self) -> None:
         self.client.close()
+
+
+class SshTransport(ProdTransport):
+    """What the SSH transports share: the settings, the connection of the open session, its byte count."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.ssh is not None
+        self.settings = settings
+        self.ssh_settings: SshSettings = settings.ssh
+        self.redactor = settings.redactor()
+        self.last_wire_sent = 0
+        self._ssh: SshConnection | None = None
+
+    def wire_bytes_sent(self) -> int | None:
+        return self._ssh.wire_bytes[0] if self._ssh else self.last_wire_sent
+
+    def _via(self) -> str:
+        s = self.ssh_settings
+        return f"{self.name} via {s.user or ''}@{s.host}:{s.port}"
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[SshConnection]:
+        """The SSH connection of one session, counted until it closes."""
+        ssh = self._ssh = SshConnection(self.ssh_settings, self.redactor).connect()
+        try:
+            yield ssh
+        finally:
+            self.last_wire_sent = ssh.wire_bytes[0]
+            self._ssh = None
+            ssh.close()
 
 
 def remote_failure(command: str, result: RemoteResult, redactor: Redactor) -> str:

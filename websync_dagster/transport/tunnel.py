@@ -23,9 +23,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from websync_dagster.settings import Settings
 from websync_dagster.sync.errors import ConfigError
 from websync_dagster.sync.redact import safe_url
-from websync_dagster.transport.base import ProdTransport
 from websync_dagster.transport.direct import PsycopgSession, connect
-from websync_dagster.transport.ssh import MAX_PACKET_BYTES, WINDOW_BYTES, SshConnection, SshError, remote_failure
+from websync_dagster.transport.ssh import (
+    MAX_PACKET_BYTES,
+    WINDOW_BYTES,
+    SshConnection,
+    SshError,
+    SshTransport,
+    remote_failure,
+)
 
 _DOCKER_HOST = re.compile(r"^(?P<scheme>[a-z]+://)(?P<userinfo>[^@/]*@)?docker:(?P<container>[A-Za-z0-9][\w.-]*)"
                           r"(?::(?P<port>\d+))?(?P<rest>/.*)?$")
@@ -127,51 +133,35 @@ class _Forwarder:
         self.listener.close()
 
 
-class SshTunnelTransport(ProdTransport):
+class SshTunnelTransport(SshTransport):
     name = "ssh_tunnel"
 
     def __init__(self, settings: Settings) -> None:
         if settings.ssh is None or not settings.prod_url:
             raise ConfigError("ssh_tunnel needs VPS_HOST and WEBSYNC_PROD_URL")
-        self.settings = settings
-        self.redactor = settings.redactor()
+        super().__init__(settings)
+        self.prod_url = settings.prod_url
         self.url, self.container, docker_port = split_docker_url(settings.prod_url)
         params = conninfo_to_dict(self.url)
         self.endpoint_port = docker_port or int(params.get("port") or 5432)
         self.endpoint_host = str(params.get("host") or "127.0.0.1")
-        self.last_bytes_up = 0
-        self.last_bytes_down = 0
-        self.last_wire_sent = 0
-        self._ssh: SshConnection | None = None
-
-    def wire_bytes_sent(self) -> int | None:
-        return self._ssh.wire_bytes[0] if self._ssh else self.last_wire_sent
 
     def describe(self) -> str:
-        ssh = self.settings.ssh
-        assert ssh is not None
         where = f"docker:{self.container}" if self.container else self.endpoint_host
-        return f"ssh_tunnel via {ssh.user or ''}@{ssh.host}:{ssh.port} to {where}:{self.endpoint_port}"
+        return f"{self._via()} to {where}:{self.endpoint_port}"
 
     @contextlib.contextmanager
     def session(self) -> Iterator[PsycopgSession]:
-        assert self.settings.ssh is not None
-        ssh = self._ssh = SshConnection(self.settings.ssh, self.redactor).connect()
-        forwarder: _Forwarder | None = None
-        try:
+        with self._connection() as ssh:
             host = resolve_container(ssh, self.container) if self.container else self.endpoint_host
             forwarder = _Forwarder(ssh, ProdEndpoint(host, self.endpoint_port, self.container))
-            local = make_conninfo(self.url, host="127.0.0.1", port=str(forwarder.port))
-            shown = f"{safe_url(self.settings.prod_url or '')} via SSH {ssh.where}"
-            conn = connect(local, what="prod", shown=shown, redactor=self.redactor, autocommit=True)
             try:
-                yield PsycopgSession(conn, self.name)
+                local = make_conninfo(self.url, host="127.0.0.1", port=str(forwarder.port))
+                shown = f"{safe_url(self.prod_url)} via SSH {ssh.where}"
+                conn = connect(local, what="prod", shown=shown, redactor=self.redactor, autocommit=True)
+                try:
+                    yield PsycopgSession(conn, self.name)
+                finally:
+                    conn.close()
             finally:
-                conn.close()
-        finally:
-            if forwarder is not None:
-                self.last_bytes_up, self.last_bytes_down = forwarder.bytes_up, forwarder.bytes_down
                 forwarder.close()
-            self.last_wire_sent = ssh.wire_bytes[0]
-            self._ssh = None
-            ssh.close()
