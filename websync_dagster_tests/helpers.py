@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import psycopg
@@ -10,6 +11,7 @@ from psycopg import sql
 from websync_dagster.assets import DECLARED_DEPS
 from websync_dagster.pipeline import LoadOutcome, run_export, run_load
 from websync_dagster.settings import Settings
+from websync_dagster.sync.export import ExportResult
 
 
 def sync_all(settings: Settings) -> dict[str, LoadOutcome]:
@@ -19,6 +21,27 @@ def sync_all(settings: Settings) -> dict[str, LoadOutcome]:
         export = run_export(settings, table, scope="delta")
         outcomes[table] = run_load(settings, table, export, declared_deps=DECLARED_DEPS)
     return outcomes
+
+
+class LoadInThread:
+    """run_load in a background thread, keeping what it raised for the test thread to examine."""
+
+    def __init__(self, settings: Settings, table: str, export: ExportResult) -> None:
+        self.errors: list[BaseException] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._load, args=(settings, table, export))
+        self.thread.start()
+
+    def _load(self, settings: Settings, table: str, export: ExportResult) -> None:
+        try:
+            run_load(settings, table, export, declared_deps=DECLARED_DEPS)
+        except BaseException as exc:  # noqa: BLE001 - examined by the test thread
+            self.errors.append(exc)
+        finally:
+            self.done.set()
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
 
 
 def rows_by_id(conn: psycopg.Connection, table: str, ids: list[str], columns: list[str] | None = None) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from websync_dagster.assets import DECLARED_DEPS
 from websync_dagster.pipeline import run_export, run_load
 from websync_dagster.sync.errors import TableSyncError
-from websync_dagster_tests.helpers import count, rows_by_id, sync_all, table_snapshot
+from websync_dagster_tests.helpers import LoadInThread, count, rows_by_id, sync_all, table_snapshot
 
 TABLES = ["web_sources", "knowledge_base", "web_pages", "web_files"]
 
@@ -113,22 +112,10 @@ def test_only_missing_rows_are_shipped_and_a_rerun_inserts_nothing(sync_env, pro
 def test_advisory_lock_serialises_loads(sync_env, prod_via):
     settings = prod_via(sync_env)
     export = run_export(settings, "web_sources", scope="delta")
-    done = threading.Event()
-    errors: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            run_load(settings, "web_sources", export, declared_deps=DECLARED_DEPS)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
-            errors.append(exc)
-        finally:
-            done.set()
-
     with sync_env.prod() as holder:
         holder.execute("BEGIN")
         holder.execute("SELECT pg_advisory_xact_lock(hashtextextended('websync:web_sources', 0))")
-        thread = threading.Thread(target=load)
-        thread.start()
+        loader = LoadInThread(settings, "web_sources", export)
         deadline = time.time() + 20
         waiting = 0
         while time.time() < deadline and not waiting:
@@ -137,12 +124,11 @@ def test_advisory_lock_serialises_loads(sync_env, prod_via):
             ).fetchone()[0]
             time.sleep(0.1)
         assert waiting == 1, "the second sync must wait for the lock"
-        assert not done.is_set()
+        assert not loader.done.is_set()
         assert count(holder, "web_sources") == sync_env.facts.prod_counts["web_sources"]
         holder.execute("COMMIT")
-    assert done.wait(30)
-    thread.join()
-    assert not errors
+    assert loader.done.wait(30)
+    assert not loader.errors
 
 
 def test_a_failure_rolls_the_table_back_and_names_it(sync_env, prod_via):

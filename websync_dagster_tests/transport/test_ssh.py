@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from websync_dagster.sync.load import file_chunks
 from websync_dagster.transport.base import CopyIn, Query, Statement
 from websync_dagster.transport.psql import SshPsqlTransport
 from websync_dagster_tests.conftest import CONTAINER, PROD_PASSWORD, Vps
-from websync_dagster_tests.helpers import count, sync_all, table_snapshot
+from websync_dagster_tests.helpers import LoadInThread, count, sync_all, table_snapshot
 
 
 def _tunnel_env(sync_env, vps: Vps, **extra: str) -> dict[str, str]:
@@ -149,16 +148,7 @@ def test_cut_connection_leaves_the_table_unchanged_and_the_next_run_completes(sy
         before = table_snapshot(prod, "web_pages")
     export = run_export(settings, "web_pages", scope="delta")
     assert export.bytes > 30_000_000
-    errors: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            run_load(settings, "web_pages", export, declared_deps=DECLARED_DEPS)
-        except BaseException as exc:  # noqa: BLE001 - examined by the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=load)
-    thread.start()
+    loader = LoadInThread(settings, "web_pages", export)
     with sync_env.prod() as prod:
         deadline = time.time() + 60
         copied = 0
@@ -168,9 +158,9 @@ def test_cut_connection_leaves_the_table_unchanged_and_the_next_run_completes(sy
             time.sleep(0.02)
         assert copied, "the COPY never started"
         assert vps.sshd.kill_sessions() >= 1
-    thread.join(120)
-    assert errors and isinstance(errors[0], TableSyncError), errors
-    assert str(errors[0]).startswith("web_pages: ")
+    loader.join(120)
+    assert loader.errors and isinstance(loader.errors[0], TableSyncError), loader.errors
+    assert str(loader.errors[0]).startswith("web_pages: ")
     with sync_env.prod() as prod:
         deadline = time.time() + 30  # the server notices the dead connection and rolls back
         while time.time() < deadline and prod.execute(
