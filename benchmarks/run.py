@@ -34,6 +34,8 @@ from benchmarks.dataset import Scale, generate  # noqa: E402
 from websync_dagster.embedded.postgres import EmbeddedPostgres  # noqa: E402
 from websync_dagster.embedded.sample_schema import schema_ddl  # noqa: E402
 from websync_dagster.embedded.sshd import SshServer, start_sshd  # noqa: E402
+from websync_dagster.pipeline import SyncContext, run_diff  # noqa: E402
+from websync_dagster.settings import load_settings  # noqa: E402
 from websync_dagster.sync.tables import DEFAULT_TABLES  # noqa: E402
 
 PASSWORD = "bench-pw-3141"
@@ -148,6 +150,24 @@ def websync(bench: Bench, dev_url: str, prod_url: str, home: Path, *, ssh: bool)
     }
 
 
+def diff_cost(bench: Bench, dev_url: str, prod_url: str, *, ssh: bool) -> dict:
+    """The dev-vs-prod diff (checksum bisection) right after a sync: nothing differs."""
+    env = {"WEBSYNC_DEV_URL": dev_url, "WEBSYNC_PROD_URL": prod_url}
+    if ssh:
+        s = bench.sshd
+        env.update(VPS_HOST=s.host, VPS_PORT=str(s.port), VPS_USER=s.user, VPS_KEY_FILE=str(s.key_file),
+                   VPS_KNOWN_HOSTS=str(s.known_hosts))
+    with SyncContext(load_settings(env, env_file=None)) as ctx:
+        ctx.plans()
+        wire_before = ctx.transport.wire_bytes_sent() or 0
+        started = time.perf_counter()
+        diffs = run_diff(ctx)
+        seconds = time.perf_counter() - started
+        wire = (ctx.transport.wire_bytes_sent() or 0) - wire_before
+    return {"seconds": seconds, "in_sync": all(d.in_sync for d in diffs), "queries_per_side": sum(d.queries for d in diffs),
+            "ids_compared": sum(d.ids_compared for d in diffs), "wire_bytes": wire}
+
+
 def measure_scale(bench: Bench, factor: float, repeat: int) -> dict:
     dev_url = bench.fresh(bench.dev, f"dev{str(factor).replace('.', '_')}")
     with psycopg.connect(dev_url) as dev:
@@ -169,6 +189,7 @@ def measure_scale(bench: Bench, factor: float, repeat: int) -> dict:
             home.mkdir()
             record(f"websync_full_{label}", websync(bench, dev_url, prod_url, home, ssh=ssh))
             record(f"websync_rerun_{label}", websync(bench, dev_url, prod_url, home, ssh=ssh))
+            record(f"diff_in_sync_{label}", diff_cost(bench, dev_url, prod_url, ssh=ssh))
     # 1% new rows, once per transport, on top of the synced prods of the last repetition
     with psycopg.connect(dev_url) as dev:
         generate(dev, Scale().times(factor * 0.01), first=10_000_000)
@@ -209,6 +230,10 @@ def report(scale: dict) -> list[str]:
         f"  full sync ssh_tunnel / direct        {median(r['websync_full_ssh_tunnel'], 'seconds') / full_d:5.2f}  (<= 1.2)",
         f"  wire bytes / CSV over ssh_tunnel     {median(r['websync_full_ssh_tunnel'], 'bytes_sent_to_prod') / csv:5.2f}  (<= 0.5)",
         f"  peak RSS of the sync process (MB)    {max(median(v, 'peak_rss_mb') for k, v in r.items() if k.startswith('websync')):5.0f}  (<= 300)",
+        f"  diff with nothing different (direct) {median(r['diff_in_sync_direct'], 'seconds'):5.2f} s, in sync: "
+        f"{all(v['in_sync'] for v in r['diff_in_sync_direct'])}, {r['diff_in_sync_direct'][0]['queries_per_side']} queries per side, "
+        f"{r['diff_in_sync_direct'][0]['ids_compared']} ids compared; over ssh_tunnel {median(r['diff_in_sync_ssh_tunnel'], 'seconds'):5.2f} s, "
+        f"{median(r['diff_in_sync_ssh_tunnel'], 'wire_bytes') / 1e3:.0f} kB sent on the wire",
         f"  Dagster: process start -> run start  {median(r['websync_full_direct'], 'startup_s'):5.2f} s; overhead per step "
         f"{median(r['websync_full_direct'], 'dagster_overhead_per_step_s'):5.2f} s over {r['websync_full_direct'][0]['steps']} steps",
     ]
