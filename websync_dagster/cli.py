@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
+from dotenv import load_dotenv
 
 from websync_dagster.instance import prepare_dagster_home
 from websync_dagster.report import text_table
@@ -91,11 +92,10 @@ def run(mode: str, *, env_file: str = ".env", quiet: bool = False) -> int:
         print(f"websync: error: {exc}", file=sys.stderr)
         return 2
     if env_file and Path(env_file).is_file():
-        from dotenv import load_dotenv
-
         load_dotenv(env_file, override=False)  # the job's resource reads the same variables
     home = prepare_dagster_home()
-    from websync_dagster.definitions import defs
+    from websync_dagster.definitions import defs  # after the .env is loaded: jobs read WEBSYNC_TABLES
+
 
     job = defs.resolve_job_def(JOBS[mode])
     instance = DagsterInstance.get()
