@@ -8,17 +8,15 @@ only for small differing ranges. Two identical tables cost one query per side an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from psycopg import sql
 
 from websync_dagster.sync.plan import TablePlan
 from websync_dagster.transport.base import Query, Statement, Step
 
-T = TypeVar("T")
 #: a range with at most this many rows on each side is compared id by id
 LEAF_ROWS = 256
 #: settings that make every database print values the same way before they are hashed
@@ -97,14 +95,6 @@ def _leaf_hashes(
     return {r["id"]: r["h"] for r in _run(session, query)}
 
 
-def _on_both(query: Callable[..., T], dev: TransactionSession, prod: TransactionSession, *args: Any) -> tuple[T, T]:
-    """Run the same query on dev and on prod at once: each database hashes its own rows in parallel."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        on_prod = pool.submit(query, prod, *args)
-        on_dev = query(dev, *args)
-        return on_dev, on_prod.result()
-
-
 def diff_table(dev: TransactionSession, prod: TransactionSession, plan: TablePlan) -> TableDiff:
     """Compare one table by checksum bisection over id prefixes."""
     table, key, columns = plan.table, plan.key, hashed_columns(plan)
@@ -112,7 +102,8 @@ def diff_table(dev: TransactionSession, prod: TransactionSession, plan: TablePla
     prefixes: list[str] = []
     depth = 1
     while True:
-        dev_b, prod_b = _on_both(_bucket_figures, dev, prod, table, key, columns, prefixes, depth)
+        dev_b = _bucket_figures(dev, table, key, columns, prefixes, depth)
+        prod_b = _bucket_figures(prod, table, key, columns, prefixes, depth)
         queries += 1
         if depth == 1:
             dev_rows = sum(n for n, _ in dev_b.values())
@@ -131,7 +122,8 @@ def diff_table(dev: TransactionSession, prod: TransactionSession, plan: TablePla
             else:
                 deeper.append(bucket)
         if leaves:
-            dev_h, prod_h = _on_both(_leaf_hashes, dev, prod, table, key, columns, leaves, depth)
+            dev_h = _leaf_hashes(dev, table, key, columns, leaves, depth)
+            prod_h = _leaf_hashes(prod, table, key, columns, leaves, depth)
             queries += 1
             fetched += max(len(dev_h), len(prod_h))
             missing += sum(1 for i in dev_h if i not in prod_h)
