@@ -4,7 +4,6 @@ The prod assets depend on the prod assets of the tables they reference, so the l
 foreign-key order; the load checks that order against prod's real foreign keys before writing.
 """
 
-
 from collections.abc import Iterator
 
 from dagster import (

@@ -1,6 +1,5 @@
 """Ops of the read-only modes: prod status and the dev-vs-prod diff, recorded as asset observations."""
 
-
 from dagster import AssetObservation, MetadataValue, OpExecutionContext, Out, Output, op
 
 from websync_dagster.assets import prod_key

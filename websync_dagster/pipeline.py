@@ -105,12 +105,18 @@ def run_export(
         raise SyncError(f"export scope must be 'delta' or 'all', not {scope!r}")
     with _context(target) as ctx:
         path = export_path(ctx.settings.export_dir, table, stamp or stamp_now())
-        if scope == "all":
-            dev_columns = read_catalog(PsycopgSession(ctx.dev), [table], side="dev")[table].column_names
-            return export_table(ctx.dev, table, dev_columns, path, report=report)
-        plan = ctx.plan(table)
-        return export_table(ctx.dev, table, plan.shipped, path, prod_key_sets=prod_key_sets(ctx.prod, plan),
-                            overrides=plan.overrides, report=report)
+        try:
+            if scope == "all":
+                dev_columns = read_catalog(PsycopgSession(ctx.dev), [table], side="dev")[table].column_names
+                return export_table(ctx.dev, table, dev_columns, path, report=report)
+            plan = ctx.plan(table)
+            return export_table(ctx.dev, table, plan.shipped, path, prod_key_sets=prod_key_sets(ctx.prod, plan),
+                                overrides=plan.overrides, report=report)
+        except SyncError:
+            raise
+        except Exception as exc:  # a connection lost mid-COPY, a full disk...: one line naming the table
+            reason = ctx.settings.redactor()(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            raise TableSyncError(table, f"export failed: {type(exc).__name__}: {reason}") from exc
 
 
 @dataclass(frozen=True)
