@@ -95,6 +95,7 @@ def runbook(bench: Bench, dev_url: str, prod_url: str) -> dict:
             csv = Path(tmp) / f"{table}.csv"
             subprocess.run([psql, dev_url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
                             f"\\copy (SELECT {cols} FROM {table}) TO '{csv}' CSV HEADER"], check=True)
+            # the runbook's own statements, measured as they are (ON CONFLICT (id) only, as it did)
             script = (f"BEGIN;\nCREATE TEMP TABLE tmp_{table} AS SELECT {cols} FROM {table} WITH NO DATA;\n"
                       f"\\copy tmp_{table} FROM '{csv}' CSV HEADER\n"
                       f"INSERT INTO {table} ({cols}) SELECT {cols} FROM tmp_{table} ON CONFLICT (id) DO NOTHING;\n"
