@@ -122,8 +122,6 @@ def test_unreachable_hosts_and_missing_remote_programs(sync_env, vps, tmp_path):
     message = _refused(sync_env, vps.env(WEBSYNC_PROD_URL="",
                                          WEBSYNC_PROD_PSQL="docker exec -i no-such-container psql"))
     assert "No such container: no-such-container" in message
-    for text in (message,):
-        assert PROD_PASSWORD not in text
 
 
 def _big_delta(sync_env, rows: int = 3000) -> None:
