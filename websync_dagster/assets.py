@@ -1,7 +1,13 @@
-"""Per table: ``<table>/export`` (dev -> CSV) and ``<table>/prod_upserted`` (insert-only load into prod).
+"""Per table: ``<table>/export`` (dev -> CSV) and ``<table>/prod_upserted`` (insert-only load into prod),
+then ``prod/reindex_requested``.
 
 The prod assets depend on the prod assets of the tables they reference, so the lineage graph is the
 foreign-key order; the load checks that order against prod's real foreign keys before writing.
+
+All of them are one subsettable multi-asset, ``sync_to_prod``: one step per run, so that a run opens one
+connection to each side and Dagster's fixed cost per step is paid once, and so that each table's load
+can follow its export file as it is written. Materialising any subset still works: a load selected
+without its export loads the last export the instance recorded.
 """
 
 from collections.abc import Iterator
@@ -9,21 +15,21 @@ from collections.abc import Iterator
 from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetIn,
     AssetKey,
-    AssetsDefinition,
+    AssetSpec,
     Config,
+    Failure,
     MaterializeResult,
-    Output,
-    asset,
+    multi_asset,
 )
 from pydantic import Field
 
 from websync_dagster import metadata
-from websync_dagster.failures import as_failure
-from websync_dagster.pipeline import run_export, run_load
+from websync_dagster.failures import as_failure, redacted
+from websync_dagster.pipeline import TableRun, run_tables
 from websync_dagster.reindex import request_reindex
 from websync_dagster.resources import WebsyncResource
+from websync_dagster.sync.errors import SyncError
 from websync_dagster.sync.export import ExportResult
 from websync_dagster.sync.tables import DEFAULT_TABLES
 
@@ -38,6 +44,9 @@ DECLARED_DEPS: dict[str, tuple[str, ...]] = {
 NO_REJECTS_CHECK = "no_rejected_rows"
 LANDED_CHECK = "all_shipped_rows_in_prod"
 DEV_COLUMNS_CHECK = "no_dev_column_left_behind"
+REINDEX_KEY = AssetKey(["prod", "reindex_requested"])
+#: prod tables whose new rows prod's indexer picks up
+REINDEXED_TABLES = ("knowledge_base", "web_pages")
 
 
 def export_key(table: str) -> AssetKey:
@@ -54,84 +63,112 @@ class ExportConfig(Config):
     )
 
 
-def table_assets(table: str) -> list[AssetsDefinition]:
-    @asset(
-        key=export_key(table),
-        group_name=GROUP,
-        kinds={"postgres", "csv"},
-        description=f"{table} exported from dev with COPY to a Postgres CSV file under WEBSYNC_EXPORT_DIR.",
-    )
-    def export(context: AssetExecutionContext, config: ExportConfig, websync: WebsyncResource) -> Output[dict]:
-        with as_failure(websync, table):
-            result = run_export(websync.sync_context(), table, scope=config.scope, report=context.log.info)
-        context.log.info(f"{table}: exported {result.rows} rows ({result.scope}) to {result.path}")
-        return Output(result.to_dict(), metadata=metadata.export_metadata(result))
-
-    @asset(
-        key=prod_key(table),
-        group_name=GROUP,
-        kinds={"postgres"},
-        ins={"export": AssetIn(key=export_key(table))},
-        deps=[prod_key(t) for t in DECLARED_DEPS[table]],
-        check_specs=[
-            AssetCheckSpec(LANDED_CHECK, asset=prod_key(table), blocking=True,
-                           description="every row shipped is now in prod, or was rejected with a reason"),
-            AssetCheckSpec(NO_REJECTS_CHECK, asset=prod_key(table),
-                           description="warns when prod refused rows (they are in the reject file)"),
-            AssetCheckSpec(DEV_COLUMNS_CHECK, asset=prod_key(table),
-                           description="warns when dev columns are left behind (prod has no such column)"),
-        ],
-        pool="prod_sync",
-        description=f"Rows of {table} that prod lacked, inserted into prod (insert-only, one transaction).",
-    )
-    def prod_upserted(
-        context: AssetExecutionContext, websync: WebsyncResource, export: dict
-    ) -> Iterator[MaterializeResult]:
-        with as_failure(websync, table):
-            ctx = websync.sync_context()
-            outcome = run_load(ctx, table, ExportResult.from_dict(export), declared_deps=DECLARED_DEPS,
-                               report=context.log.info)
-        result = outcome.result
-        context.log.info(
-            f"{table}: prod {result.before} -> {result.after} rows, {result.inserted} inserted, "
-            f"{result.already_present} already present, {result.skipped_total} skipped, {result.rejected} rejected"
-        )
-        yield MaterializeResult(
-            metadata=metadata.load_metadata(outcome, ctx.transport.describe()),
-            check_results=[
-                metadata.landed_check(outcome, LANDED_CHECK),
-                metadata.rejects_check(outcome, NO_REJECTS_CHECK),
-                metadata.dev_columns_check(outcome, DEV_COLUMNS_CHECK),
-            ],
-        )
-
-    return [export, prod_upserted]
+def _table_specs(table: str) -> list[AssetSpec]:
+    return [
+        AssetSpec(export_key(table), group_name=GROUP, kinds={"postgres", "csv"},
+                  description=f"{table} exported from dev with COPY to a Postgres CSV file under WEBSYNC_EXPORT_DIR."),
+        AssetSpec(prod_key(table), group_name=GROUP, kinds={"postgres"},
+                  deps=[export_key(table), *(prod_key(t) for t in DECLARED_DEPS[table])],
+                  description=f"Rows of {table} that prod lacked, inserted into prod (insert-only, one transaction)."),
+    ]
 
 
-REINDEX_KEY = AssetKey(["prod", "reindex_requested"])
+def _check_specs(table: str) -> list[AssetCheckSpec]:
+    return [
+        AssetCheckSpec(LANDED_CHECK, asset=prod_key(table), blocking=True,
+                       description="every row shipped is now in prod, or was rejected with a reason"),
+        AssetCheckSpec(NO_REJECTS_CHECK, asset=prod_key(table),
+                       description="warns when prod refused rows (they are in the reject file)"),
+        AssetCheckSpec(DEV_COLUMNS_CHECK, asset=prod_key(table),
+                       description="warns when dev columns are left behind (prod has no such column)"),
+    ]
 
 
-@asset(
-    key=REINDEX_KEY,
-    group_name=GROUP,
-    kinds={"http"},
-    deps=[prod_key("knowledge_base"), prod_key("web_pages")],
+REINDEX_SPEC = AssetSpec(
+    REINDEX_KEY, group_name=GROUP, kinds={"http"}, deps=[prod_key(t) for t in REINDEXED_TABLES],
     description="Asks prod to re-index (WEBSYNC_REINDEX_URL/METHOD/TOKEN), from the VPS over SSH or directly.",
 )
-def reindex_requested(context: AssetExecutionContext, websync: WebsyncResource) -> MaterializeResult:
+
+
+@multi_asset(
+    name="sync_to_prod",
+    specs=[*(spec for table in DEFAULT_TABLES for spec in _table_specs(table)), REINDEX_SPEC],
+    check_specs=[spec for table in DEFAULT_TABLES for spec in _check_specs(table)],
+    can_subset=True,
+    pool="prod_sync",
+    description="Per table in FK order: export from dev the rows prod lacks and insert them into prod, the load "
+    "following the export file as it is written; then ask prod to re-index.",
+)
+def sync_to_prod(
+    context: AssetExecutionContext, config: ExportConfig, websync: WebsyncResource
+) -> Iterator[MaterializeResult]:
+    selected = context.selected_asset_keys
+    exports = [t for t in DEFAULT_TABLES if export_key(t) in selected]
+    loads = [t for t in DEFAULT_TABLES if prod_key(t) in selected]
+    failed: list[str] = []
     with as_failure(websync):
-        result = request_reindex(websync.settings())
+        ctx = websync.sync_context()
+        runs = run_tables(ctx, export=exports, load=loads, scope=config.scope, declared_deps=DECLARED_DEPS,
+                          previous_export=lambda table: _latest_export(context, table), report=context.log.info)
+        for run in runs:
+            yield from _table_results(context, run, ctx.transport.describe())
+            if run.error is not None:
+                failed.append(redacted(websync, run.error, run.table))
+            elif run.load is not None and not run.landed:
+                failed.append(f"{run.table}: {run.load.result.lost} rows shipped to prod were neither inserted nor "
+                              f"rejected (check {LANDED_CHECK} failed)")
+    if REINDEX_KEY in selected and not failed:
+        try:
+            yield _reindex(context, websync)
+        except SyncError as exc:
+            failed.append(redacted(websync, exc))
+    if failed:
+        raise Failure(description="\n".join(failed), allow_retries=False)
+
+
+def _table_results(context: AssetExecutionContext, run: TableRun, transport: str) -> Iterator[MaterializeResult]:
+    table, export = run.table, run.export
+    if export is not None and export_key(table) in context.selected_asset_keys:
+        yield MaterializeResult(asset_key=export_key(table), metadata=metadata.export_metadata(export))
+    if run.load is None:
+        if export is not None:
+            context.log.info(f"{table}: exported {export.rows} rows ({export.scope}) to {export.path}")
+        return
+    outcome, key = run.load, prod_key(table)
+    result = outcome.result
+    context.log.info(
+        f"{table}: exported {outcome.export.rows} rows; prod {result.before} -> {result.after} rows, "
+        f"{result.inserted} inserted, {result.already_present} already present, {result.skipped_total} skipped, "
+        f"{result.rejected} rejected ({result.mode}, {result.seconds} s)"
+    )
+    yield MaterializeResult(
+        asset_key=key,
+        metadata=metadata.load_metadata(outcome, transport),
+        check_results=[
+            metadata.landed_check(outcome, key, LANDED_CHECK),
+            metadata.rejects_check(outcome, key, NO_REJECTS_CHECK),
+            metadata.dev_columns_check(outcome, key, DEV_COLUMNS_CHECK),
+        ],
+    )
+
+
+def _latest_export(context: AssetExecutionContext, table: str) -> ExportResult | None:
+    """The last export of ``table`` the instance recorded: what a load selected on its own loads."""
+    event = context.instance.get_latest_materialization_event(export_key(table))
+    if event is None or event.asset_materialization is None:
+        return None
+    return metadata.export_from_metadata(table, event.asset_materialization.metadata)
+
+
+def _reindex(context: AssetExecutionContext, websync: WebsyncResource) -> MaterializeResult:
+    result = request_reindex(websync.settings())
     if result is None:
         reminder = ("reindex not configured (WEBSYNC_REINDEX_URL unset): prod will index the new documents "
                     "only when its own cron runs")
         context.log.warning(reminder)
-        return MaterializeResult(metadata={"requested": False, "reminder": reminder})
+        return MaterializeResult(asset_key=REINDEX_KEY, metadata={"requested": False, "reminder": reminder})
     context.log.info(f"reindex {result.method} {result.url} from {result.sent_from}: HTTP {result.status}")
-    return MaterializeResult(metadata={
+    return MaterializeResult(asset_key=REINDEX_KEY, metadata={
         "requested": True, "http_status": result.status, "url": result.url, "method": result.method,
         "sent_from": result.sent_from, "seconds": result.seconds,
     })
-
-
-def all_table_assets() -> list[AssetsDefinition]:
-    return [a for table in DEFAULT_TABLES for a in table_assets(table)]

@@ -76,7 +76,7 @@ def failures(result: ExecuteInProcessResult) -> list[str]:
         if event.event_type == DagsterEventType.STEP_FAILURE:
             data = event.step_failure_data
             if data.user_failure_data and data.user_failure_data.description:
-                lines.append(data.user_failure_data.description)
+                lines.extend(data.user_failure_data.description.splitlines())  # one line per table
             elif data.error:
                 lines.append(f"{event.step_key}: {data.error.message.strip().splitlines()[0]}")
             else:

@@ -12,16 +12,22 @@ from websync_dagster.sync.errors import SyncError
 from websync_dagster.sync.redact import Redactor
 
 
+def redacted(websync: WebsyncResource, exc: SyncError, table: str | None = None) -> str:
+    """The error's one line, secrets removed, starting with the table's name."""
+    try:
+        redact = websync.settings().redactor()
+    except SyncError:
+        redact = Redactor()
+    message = redact(str(exc))
+    if table and not message.startswith(f"{table}:"):
+        message = f"{table}: {message}"
+    return message
+
+
 @contextlib.contextmanager
 def as_failure(websync: WebsyncResource, table: str | None = None) -> Iterator[None]:
     try:
         yield
     except SyncError as exc:
-        try:
-            redact = websync.settings().redactor()
-        except SyncError:
-            redact = Redactor()
-        message = redact(str(exc))
-        if table and not message.startswith(f"{table}:"):
-            message = f"{table}: {message}"
-        raise Failure(description=message, metadata={"table": table or ""}, allow_retries=False) from None
+        raise Failure(description=redacted(websync, exc, table), metadata={"table": table or ""},
+                      allow_retries=False) from None

@@ -31,7 +31,7 @@ export_job = define_asset_job(
     "export_job",
     selection=AssetSelection.assets(*[export_key(t) for t in SYNCED_TABLES]),
     executor_def=in_process_executor,
-    config={"ops": {f"{t}__export": {"config": {"scope": "all"}} for t in SYNCED_TABLES}},
+    config={"ops": {"sync_to_prod": {"config": {"scope": "all"}}}},
     description="Offline export of every row of every table to CSV; needs no prod access.",
 )
 

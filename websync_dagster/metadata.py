@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
 
 from websync_dagster.pipeline import LoadOutcome
 from websync_dagster.sync.export import ExportResult
@@ -22,8 +23,20 @@ def export_metadata(result: ExportResult) -> dict[str, Any]:
         "dev_rows": result.dev_rows,
         "already_in_prod": result.already_in_prod,
         "skipped_other_key": sum(result.clashes.values()),
+        "skipped_by_key": MetadataValue.json(result.clashes),
         "seconds": result.seconds,
     }
+
+
+def export_from_metadata(table: str, meta: Mapping[str, MetadataValue]) -> ExportResult:
+    """The export a materialisation recorded (what ``export_metadata`` wrote)."""
+    values = {k: v.value for k, v in meta.items()}
+    return ExportResult(
+        table=table, path=str(values["export_path"]), scope=str(values["scope"]), rows=int(values["rows"]),
+        bytes=int(values["bytes"]), sha256=str(values["sha256"]), columns=tuple(values["columns"]),
+        dev_rows=int(values["dev_rows"]), already_in_prod=int(values["already_in_prod"]),
+        clashes=dict(values.get("skipped_by_key") or {}), seconds=float(values["seconds"]),
+    )
 
 
 def load_metadata(outcome: LoadOutcome, transport: str) -> dict[str, Any]:
@@ -61,9 +74,10 @@ def load_metadata(outcome: LoadOutcome, transport: str) -> dict[str, Any]:
     return data
 
 
-def rejects_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
+def rejects_check(outcome: LoadOutcome, asset_key: AssetKey, name: str) -> AssetCheckResult:
     result = outcome.result
     return AssetCheckResult(
+        asset_key=asset_key,
         check_name=name,
         passed=result.rejected == 0,
         severity=AssetCheckSeverity.WARN,
@@ -73,12 +87,13 @@ def rejects_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
     )
 
 
-def landed_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
+def landed_check(outcome: LoadOutcome, asset_key: AssetKey, name: str) -> AssetCheckResult:
     """Blocking: every row shipped is in prod now, or was refused with a reason, or prod already had it;
     from the server's own counts (COPY's row count, INSERT ... RETURNING), so a row that a trigger or rule
     silently dropped fails it."""
     result = outcome.result
     return AssetCheckResult(
+        asset_key=asset_key,
         check_name=name,
         passed=result.lost == 0,
         severity=AssetCheckSeverity.ERROR,
@@ -89,10 +104,11 @@ def landed_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
     )
 
 
-def dev_columns_check(outcome: LoadOutcome, name: str) -> AssetCheckResult:
+def dev_columns_check(outcome: LoadOutcome, asset_key: AssetKey, name: str) -> AssetCheckResult:
     """Warns when dev has columns prod lacks: their values are not shipped."""
     left = list(outcome.plan.dev_only)
     return AssetCheckResult(
+        asset_key=asset_key,
         check_name=name,
         passed=not left,
         severity=AssetCheckSeverity.WARN,

@@ -8,7 +8,8 @@ steps of one Dagster run share one SSH connection instead of shaking hands nine 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,8 @@ from websync_dagster.sync.catalog import read_catalog
 from websync_dagster.sync.diff import TableDiff, diff_table
 from websync_dagster.sync.errors import SyncError, TableSyncError
 from websync_dagster.sync.export import ExportResult, export_path, export_table
-from websync_dagster.sync.load import LoadResult, load_export
+from websync_dagster.sync.follow import FollowedFile
+from websync_dagster.sync.load import LoadResult, load_export, load_followed
 from websync_dagster.sync.order import check_declared_order
 from websync_dagster.sync.plan import TablePlan
 from websync_dagster.sync.progress import Reporter
@@ -98,9 +100,10 @@ def _context(target: Settings | SyncContext) -> Iterator[SyncContext]:
 
 def run_export(
     target: Settings | SyncContext, table: str, *, scope: str, stamp: str | None = None,
-    report: Reporter | None = None,
+    report: Reporter | None = None, follow: FollowedFile | None = None,
 ) -> ExportResult:
-    """``scope="delta"``: the rows prod lacks (needs prod); ``"all"``: every row and column, dev only."""
+    """``scope="delta"``: the rows prod lacks (needs prod); ``"all"``: every row and column, dev only.
+    ``follow`` lets a load read the file while it is written (see ``run_tables``)."""
     if scope not in ("delta", "all"):
         raise SyncError(f"export scope must be 'delta' or 'all', not {scope!r}")
     with _context(target) as ctx:
@@ -111,7 +114,7 @@ def run_export(
                 return export_table(ctx.dev, table, dev_columns, path, report=report)
             plan = ctx.plan(table)
             return export_table(ctx.dev, table, plan.shipped, path, prod_key_sets=prod_key_sets(ctx.prod, plan),
-                                overrides=plan.overrides, report=report)
+                                overrides=plan.overrides, report=report, follow=follow)
         except SyncError:
             raise
         except Exception as exc:  # a connection lost mid-COPY, a full disk...: one line naming the table
@@ -126,6 +129,22 @@ class LoadOutcome:
     export: ExportResult
 
 
+def _checked_plan(ctx: SyncContext, table: str, declared_deps: Mapping[str, Sequence[str]]) -> TablePlan:
+    """The table's plan, once the declared load order is checked against prod's foreign keys."""
+    plans = ctx.plans()
+    check_declared_order(declared_deps, {t: p.prod for t, p in plans.items() if p.prod is not None})
+    return ctx.plan(table)
+
+
+def _account(ctx: SyncContext, result: LoadResult, export: ExportResult, sent_before: int | None) -> None:
+    """Add what the export left out (other unique keys) and the bytes sent over the link."""
+    for name, n in export.clashes.items():
+        result.skipped[name] = result.skipped.get(name, 0) + n
+    sent_after = ctx.transport.wire_bytes_sent()
+    if sent_after is not None:
+        result.wire_bytes = sent_after - (sent_before or 0)
+
+
 def run_load(
     target: Settings | SyncContext,
     table: str,
@@ -135,13 +154,11 @@ def run_load(
     stamp: str | None = None,
     report: Reporter | None = None,
 ) -> LoadOutcome:
-    """Insert the export into prod, after checking the declared load order against prod's foreign keys."""
+    """Insert an export file into prod, after checking the declared load order against prod's foreign keys."""
     if export.scope != "delta":
         raise TableSyncError(table, f"{export.path} is a full export ({export.scope}); a sync loads only deltas")
     with _context(target) as ctx:
-        plans = ctx.plans()
-        check_declared_order(declared_deps, {t: p.prod for t, p in plans.items() if p.prod is not None})
-        plan = ctx.plan(table)
+        plan = _checked_plan(ctx, table, declared_deps)
         if tuple(export.columns) != plan.shipped:
             raise TableSyncError(table, f"the schema changed since the export ({export.path}): export again")
         sent_before = ctx.transport.wire_bytes_sent()
@@ -155,12 +172,118 @@ def run_load(
             already_in_prod=export.already_in_prod,
             report=report,
         )
-        for name, n in export.clashes.items():
-            result.skipped[name] = result.skipped.get(name, 0) + n
-        sent_after = ctx.transport.wire_bytes_sent()
-        if sent_after is not None:
-            result.wire_bytes = sent_after - (sent_before or 0)
+        _account(ctx, result, export, sent_before)
         return LoadOutcome(plan, result, export)
+
+
+class _ExportThread:
+    """The delta export of one table in a thread, writing a file that the load follows."""
+
+    def __init__(self, ctx: SyncContext, table: str, stamp: str, report: Reporter | None) -> None:
+        self.followed = FollowedFile()
+        self._result: ExportResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(ctx, table, stamp, report),
+                                        name=f"websync-export-{table}", daemon=True)
+        self._thread.start()
+
+    def _run(self, ctx: SyncContext, table: str, stamp: str, report: Reporter | None) -> None:
+        try:
+            self._result = run_export(ctx, table, scope="delta", stamp=stamp, report=report, follow=self.followed)
+        except BaseException as exc:  # handed to the load's thread by finish()
+            self._error = exc
+            self.followed.finished(exc)
+
+    def finish(self) -> ExportResult:
+        """Wait for the export; its result, or its error raised here."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def result_if_done(self) -> ExportResult | None:
+        self._thread.join()
+        return self._result
+
+
+@dataclass
+class TableRun:
+    """What one table's turn in a sync produced: its export, its load, or the error that stopped it."""
+
+    table: str
+    export: ExportResult | None = None
+    load: LoadOutcome | None = None
+    error: SyncError | None = None
+
+    @property
+    def landed(self) -> bool:
+        """Loaded, with every shipped row accounted for by the server's counts."""
+        return self.load is not None and self.load.result.lost == 0
+
+
+def run_tables(
+    ctx: SyncContext,
+    *,
+    export: Sequence[str],
+    load: Sequence[str],
+    scope: str = "delta",
+    declared_deps: Mapping[str, Sequence[str]],
+    previous_export: Callable[[str], ExportResult | None] = lambda table: None,
+    report: Reporter | None = None,
+) -> Iterator[TableRun]:
+    """Export and/or load tables in FK order, one ``TableRun`` each, as each finishes.
+
+    A table both exported (delta) and loaded is streamed: the load follows the export file as it is
+    written. A table loaded without being exported loads ``previous_export(table)``. A table whose
+    declared dependencies did not land is not loaded (an error says why), like a downstream asset.
+    """
+    stamp = stamp_now()
+    not_landed: list[str] = []
+    for table in [t for t in ctx.settings.tables if t in export or t in load]:
+        run = TableRun(table)
+        try:
+            blocked = [d for d in declared_deps.get(table, ()) if d in not_landed and d in load]
+            if table in load and blocked:
+                if table in export:
+                    run.export = run_export(ctx, table, scope=scope, stamp=stamp, report=report)
+                raise TableSyncError(table, f"not loaded: {', '.join(blocked)} did not land in prod")
+            if table in export and table in load and scope == "delta":
+                _export_and_load(ctx, run, declared_deps, stamp, report)
+            elif table in export:
+                run.export = run_export(ctx, table, scope=scope, stamp=stamp, report=report)
+            if table in load and run.load is None:
+                shipped = run.export or previous_export(table)
+                if shipped is None:
+                    raise TableSyncError(table, f"nothing to load: no export of {table} yet (materialize "
+                                                f"{table}/export first)")
+                run.load = run_load(ctx, table, shipped, declared_deps=declared_deps, stamp=stamp, report=report)
+        except SyncError as exc:
+            run.error = exc
+        if table in load and not run.landed:
+            not_landed.append(table)
+        yield run
+
+
+def _export_and_load(
+    ctx: SyncContext, run: TableRun, declared_deps: Mapping[str, Sequence[str]], stamp: str,
+    report: Reporter | None,
+) -> None:
+    """The delta export in a thread and the load following its file: the overlap of a raw COPY pipe.
+    The load's COPY commits only once the export is whole; ``run.export`` is set even if the load fails."""
+    plan = _checked_plan(ctx, run.table, declared_deps)
+    prod = ctx.prod  # opened here: the export thread then only borrows it to read prod's keys
+    sent_before = ctx.transport.wire_bytes_sent()
+    exporter = _ExportThread(ctx, run.table, stamp, report)
+    try:
+        result = load_followed(prod, plan, exporter.followed, exporter.finish,
+                               reject_dir=ctx.settings.export_dir / REJECT_SUBDIR, stamp=stamp, report=report)
+    finally:
+        run.export = exporter.result_if_done()
+        exporter.followed.close()
+    assert run.export is not None
+    _account(ctx, result, run.export, sent_before)
+    run.load = LoadOutcome(plan, result, run.export)
 
 
 def run_status(target: Settings | SyncContext) -> tuple[dict[str, int], list[dict[str, object]]]:

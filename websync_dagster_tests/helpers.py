@@ -9,17 +9,22 @@ import psycopg
 from psycopg import sql
 
 from websync_dagster.assets import DECLARED_DEPS
-from websync_dagster.pipeline import LoadOutcome, run_export, run_load
+from websync_dagster.pipeline import LoadOutcome, SyncContext, run_load, run_tables
 from websync_dagster.settings import Settings
 from websync_dagster.sync.export import ExportResult
 
 
 def sync_all(settings: Settings) -> dict[str, LoadOutcome]:
-    """Export then load every table, in FK order, as websync_job does."""
+    """Every table, in FK order, exported and loaded as websync_job does (the load following the
+    export file); raises the first table's error."""
     outcomes = {}
-    for table in settings.tables:
-        export = run_export(settings, table, scope="delta")
-        outcomes[table] = run_load(settings, table, export, declared_deps=DECLARED_DEPS)
+    with SyncContext(settings) as ctx:
+        tables = settings.tables
+        for run in run_tables(ctx, export=tables, load=tables, declared_deps=DECLARED_DEPS):
+            if run.error is not None:
+                raise run.error
+            assert run.load is not None
+            outcomes[run.table] = run.load
     return outcomes
 
 

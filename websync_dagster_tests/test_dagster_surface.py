@@ -189,3 +189,47 @@ def test_cli_shows_progress_per_table(sync_env, capsys, monkeypatch):
 
     assert re.search(r"web_pages load: [\d.]+ of [\d.]+ MB \(~\d+ of 199 rows\), [\d.]+ MB/s", err)
     assert re.search(r"web_pages export: [\d.]+ MB, [\d.]+ MB/s", err)
+
+
+def test_a_load_materialised_alone_loads_the_last_export(sync_env):
+    """Any subset of the one multi-asset can be materialised: here the export, then its load on its own."""
+    instance = DagsterInstance.from_config(str(sync_env.dagster_home))
+    job = defs.resolve_implicit_global_asset_job_def()
+    before = sync_env.facts.prod_counts["web_sources"]
+    exported = job.execute_in_process(instance=instance, asset_selection=[AssetKey(["web_sources", "export"])])
+    assert exported.success
+    with sync_env.prod() as prod:
+        assert count(prod, "web_sources") == before
+    export = _latest_metadata(instance, AssetKey(["web_sources", "export"]))
+    loaded = job.execute_in_process(instance=instance, asset_selection=[AssetKey(["web_sources", "prod_upserted"])])
+    assert loaded.success
+    materialized = {e.asset_key.to_user_string() for e in loaded.get_asset_materialization_events()}
+    assert materialized == {"web_sources/prod_upserted"}
+    meta = _latest_metadata(instance, AssetKey(["web_sources", "prod_upserted"]))
+    assert meta["export_sha256"] == export["sha256"] and meta["shipped"] == export["rows"] > 0
+    with sync_env.prod() as prod:
+        assert count(prod, "web_sources") == before + meta["inserted"] == meta["prod_rows_after"]
+
+
+def test_a_failed_table_stops_only_the_tables_that_depend_on_it(sync_env, capsys):
+    with sync_env.prod() as prod:
+        prod.execute("ALTER EVENT TRIGGER websync_ddl_guard DISABLE")
+        prod.execute("CREATE FUNCTION no_sources() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                     "RAISE EXCEPTION 'sources are frozen'; END $$")
+        prod.execute("CREATE TRIGGER no_sources BEFORE INSERT ON web_sources "
+                     "FOR EACH ROW EXECUTE FUNCTION no_sources()")
+        prod.execute("ALTER EVENT TRIGGER websync_ddl_guard ENABLE")
+    assert websync_main(["sync", "--env-file", "/dev/null", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "websync: error: web_sources: load into prod failed and was rolled back: sources are frozen" in err
+    assert "websync: error: web_pages: not loaded: web_sources did not land in prod" in err
+    assert "websync: error: web_files: not loaded: web_sources, web_pages did not land in prod" in err
+    facts = sync_env.facts
+    instance = DagsterInstance.from_config(str(sync_env.dagster_home))
+    with sync_env.prod() as prod:
+        for table in ("web_sources", "web_pages", "web_files"):
+            assert count(prod, table) == facts.prod_counts[table]
+            assert instance.get_latest_materialization_event(AssetKey([table, "prod_upserted"])) is None
+        assert count(prod, "knowledge_base") > facts.prod_counts["knowledge_base"]  # independent: it landed
+    assert instance.get_latest_materialization_event(AssetKey(["web_pages", "export"])) is not None
+    assert instance.get_latest_materialization_event(AssetKey(["prod", "reindex_requested"])) is None

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from websync_dagster.sync.follow import READ_CHUNK, FollowedFile
 from websync_dagster.sync.progress import Progress, Reporter
 
 
@@ -105,6 +106,7 @@ def export_table(
     prod_key_sets: Sequence[ProdKeySet] | None = None,
     overrides: Mapping[str, Any] | None = None,
     report: Reporter | None = None,
+    follow: FollowedFile | None = None,
 ) -> ExportResult:
     """Write ``columns`` of ``table`` as CSV with a header to ``path``.
 
@@ -112,9 +114,32 @@ def export_table(
     clash with none of them are written: the keys go into dev temp tables, so the delta is computed by
     dev's planner and rows never pass through Python objects. Rows left out because prod holds the
     same value of another unique key are counted per key.
+
+    With ``follow``, a reader in another thread is told when the file opens (prod's keys are read by
+    then), as it grows, and when it is complete or the export failed.
     """
+    try:
+        result = _export(dev, table, columns, path, prod_key_sets, overrides or {}, report, follow)
+    except BaseException as exc:
+        if follow is not None:
+            follow.finished(exc)
+        raise
+    if follow is not None:
+        follow.finished()
+    return result
+
+
+def _export(
+    dev: psycopg.Connection,
+    table: str,
+    columns: Sequence[str],
+    path: Path,
+    prod_key_sets: Sequence[ProdKeySet] | None,
+    overrides: Mapping[str, Any],
+    report: Reporter | None,
+    follow: FollowedFile | None,
+) -> ExportResult:
     started = time.perf_counter()
-    overrides = overrides or {}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".partial")
     digest = hashlib.sha256()
@@ -133,10 +158,17 @@ def export_table(
         )
         progress = Progress(f"{table} export", report)
         with open(partial, "wb") as out, cur.copy(query) as copy:
+            if follow is not None:
+                follow.opened(partial)
+            told = 0
             for chunk in progress.wrap(copy):
                 out.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
+                if follow is not None and size - told >= READ_CHUNK:
+                    out.flush()
+                    follow.grew()
+                    told = size
         rows = cur.rowcount
     os.replace(partial, path)
     return ExportResult(

@@ -14,6 +14,7 @@ the COPY of the fast path).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +27,8 @@ from psycopg import sql
 
 from websync_dagster.sync.catalog import ForeignKey, TableInfo
 from websync_dagster.sync.errors import TableSyncError
+from websync_dagster.sync.export import ExportResult
+from websync_dagster.sync.follow import FollowedFile
 from websync_dagster.sync.plan import TablePlan
 from websync_dagster.sync.progress import Progress, Reporter
 from websync_dagster.transport.base import CopyIn, ProdSession, Query, Statement, Step
@@ -292,33 +295,107 @@ def load_export(
         return Progress(f"{plan.table} load", report, total_bytes=size, total_rows=rows).wrap(read())
 
     result = LoadResult(plan.table, "nothing to ship", 0, 0, rows, 0, already_in_prod, bytes=0)
-    try:
+    with _rolled_back_on_error(plan.table):
         if rows == 0:
             count = session.query(count_rows(plan.table).query)[0]["n"]
             result.before = result.after = count
         elif session.supports_fast_path:
             result = _try_fast_path(session, plan, source, result)
         if rows and result.mode != "direct copy":
-            results = session.run_transaction(_staged_steps(plan, plan.prod, source))
-            _, before, staged, inserted, after, skipped, nulled, rejects = results
-            result.mode = "staged"
-            result.before, result.after = before[0]["n"], after[0]["n"]
-            result.inserted = inserted[0]["n"]
-            result.skipped = {r["key_name"]: r["n"] for r in skipped if r["key_name"] != ALREADY_PRESENT}
-            present_now = sum(r["n"] for r in skipped if r["key_name"] == ALREADY_PRESENT)
-            result.already_present += present_now
-            result.nulled = {r["column_name"]: r["n"] for r in nulled if r["n"]}
-            result.rejected = len(rejects)
-            result.reject_file = _write_rejects(reject_dir, plan.table, stamp, rejects)
-            accounted = result.inserted + result.rejected + result.skipped_total + present_now
-            result.lost = rows - min(accounted, staged[0]["rows"])
-    except TableSyncError:
-        raise
-    except Exception as exc:
-        raise TableSyncError(plan.table, f"load into prod failed and was rolled back: {_first_line(exc)}") from exc
+            _staged_load(session, plan, source, result, reject_dir, stamp)
     result.bytes = size if rows else 0
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def load_followed(
+    session: ProdSession,
+    plan: TablePlan,
+    followed: FollowedFile,
+    finish_export: Callable[[], ExportResult],
+    *,
+    reject_dir: Path,
+    stamp: str,
+    report: Reporter | None = None,
+) -> LoadResult:
+    """Insert into prod the export that another thread is writing, as it is written.
+
+    The fast path's COPY reads the file as it grows and commits only once the export has completed
+    (an export that fails aborts the COPY, which rolls back). If prod refuses it, the staged path
+    runs on the finished file. ``finish_export`` waits for the export and returns its result, or
+    raises its error.
+    """
+    started = time.perf_counter()
+    assert plan.prod is not None
+
+    def growing() -> Iterator[bytes]:
+        return Progress(f"{plan.table} load", report).wrap(followed.chunks())
+
+    result = LoadResult(plan.table, "nothing to ship", 0, 0, 0, 0, 0, bytes=0)
+    with _rolled_back_on_error(plan.table):
+        if not followed.wait_opened():  # the export reads prod's keys through this session until then
+            finish_export()
+        if session.supports_fast_path:
+            try:
+                result = _try_fast_path(session, plan, growing, result)
+            except Exception:
+                finish_export()  # an export that failed is the error to report, not the aborted COPY
+                raise
+        export = finish_export()
+        result.shipped, result.already_present = export.rows, export.already_in_prod
+        if result.mode == "direct copy":
+            result.lost = export.rows - result.inserted
+            if export.rows == 0:
+                result.mode = "nothing to ship"
+        elif export.rows:
+            read = file_chunks(Path(export.path))
+
+            def source() -> Iterator[bytes]:
+                return Progress(f"{plan.table} load", report, total_bytes=export.bytes,
+                                total_rows=export.rows).wrap(read())
+
+            _staged_load(session, plan, source, result, reject_dir, stamp)
+        else:
+            result.before = result.after = session.query(count_rows(plan.table).query)[0]["n"]
+    result.bytes = export.bytes if export.rows else 0
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+@contextlib.contextmanager
+def _rolled_back_on_error(table: str) -> Iterator[None]:
+    """Any error but the engine's own becomes one line naming the table (the transaction is rolled back)."""
+    try:
+        yield
+    except TableSyncError:
+        raise
+    except Exception as exc:
+        raise TableSyncError(table, f"load into prod failed and was rolled back: {_first_line(exc)}") from exc
+
+
+def _staged_load(
+    session: ProdSession,
+    plan: TablePlan,
+    source: Callable[[], Iterable[bytes]],
+    result: LoadResult,
+    reject_dir: Path,
+    stamp: str,
+) -> None:
+    """The staged path, filling ``result`` from the server's counts."""
+    assert plan.prod is not None
+    results = session.run_transaction(_staged_steps(plan, plan.prod, source))
+    _, before, staged, inserted, after, skipped, nulled, rejects = results
+    result.mode = "staged"
+    result.before, result.after = before[0]["n"], after[0]["n"]
+    result.inserted = inserted[0]["n"]
+    result.skipped = {r["key_name"]: r["n"] for r in skipped if r["key_name"] != ALREADY_PRESENT}
+    present_now = sum(r["n"] for r in skipped if r["key_name"] == ALREADY_PRESENT)
+    result.already_present += present_now
+    result.nulled = {r["column_name"]: r["n"] for r in nulled if r["n"]}
+    result.rejected = len(rejects)
+    result.reject_file = _write_rejects(reject_dir, plan.table, stamp, rejects)
+    accounted = result.inserted + result.rejected + result.skipped_total + present_now
+    result.lost = result.shipped - min(accounted, staged[0]["rows"])
 
 
 def _try_fast_path(

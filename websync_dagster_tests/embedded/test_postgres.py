@@ -236,6 +236,8 @@ def test_recorded_port_taken_meanwhile_picks_another(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE kept (x int)")
     pg.stop()
     with socket.socket() as squatter:
+        # the server's closed connections may leave the port in TIME_WAIT; a listener may still take it
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", old_port))
         squatter.listen()
         again = EmbeddedPostgres(tmp_path / "pg", password=password)

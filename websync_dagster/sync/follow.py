@@ -1,0 +1,83 @@
+"""An export file that the load reads while the export is still writing it.
+
+The raw ``COPY TO | COPY FROM`` pipe keeps dev and prod busy at the same time; an export file written
+first and loaded second makes it two passes. Following the file as it grows gives the pipe's overlap
+and still leaves the whole file on disk: for the record (path, sha256), and for the staged path when
+prod refuses the fast path's COPY.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+READ_CHUNK = 1 << 20
+#: how often a reader at the end of the file looks again when the writer has not said anything
+POLL_S = 0.05
+
+
+class ExportAborted(Exception):
+    """The export stopped before the end; the reader's COPY must not commit what it read."""
+
+
+class FollowedFile:
+    """Written by one thread (``opened``, ``grew``, ``finished``), read by another (``chunks``)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._reader: BinaryIO | None = None
+        self._done = False
+        self._error: BaseException | None = None
+
+    def opened(self, path: Path) -> None:
+        """The file exists; prod is no longer needed by the export (its keys are read). The file is
+        opened for reading here, before the writer can rename it."""
+        reader = open(path, "rb")  # noqa: SIM115 - closed by chunks() or close()
+        with self._changed:
+            self._reader = reader
+            self._changed.notify_all()
+
+    def grew(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def finished(self, error: BaseException | None = None) -> None:
+        """Everything is written and flushed (or, with ``error``, the export failed)."""
+        with self._changed:
+            self._done = True
+            self._error = error
+            self._changed.notify_all()
+
+    def wait_opened(self) -> bool:
+        """Whether the export opened its file (False: it failed first); waits until one or the other."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._reader is not None or self._done)
+            return self._reader is not None and self._error is None
+
+    def close(self) -> None:
+        with self._changed:
+            if self._reader is not None:
+                self._reader.close()
+
+    def chunks(self) -> Iterator[bytes]:
+        """The file's bytes, as they are written, to the end; raises ExportAborted if the export fails."""
+        if not self.wait_opened():
+            raise ExportAborted("the export failed before writing")
+        assert self._reader is not None
+        with self._reader as f:
+            writer_done = False
+            while True:
+                chunk = f.read(READ_CHUNK)
+                if chunk:
+                    yield chunk
+                    continue
+                if writer_done:  # at the end of a file nobody writes any more
+                    return
+                with self._changed:
+                    if self._error is not None:
+                        raise ExportAborted(f"the export failed: {type(self._error).__name__}")
+                    writer_done = self._done
+                    if not writer_done:
+                        self._changed.wait(POLL_S)
