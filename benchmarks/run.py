@@ -134,9 +134,8 @@ def websync(bench: Bench, dev_url: str, prod_url: str, home: Path, *, ssh: bool)
         shipped += meta["bytes"]
         rows += meta["inserted"]
         sent += meta.get("wire_bytes_sent", meta["bytes"])
-        engine += meta["seconds"] + export_meta["seconds"]
+        engine += max(meta["seconds"], export_meta["seconds"])  # the load follows the export: they overlap
     run_s = record.end_time - record.start_time
-    step_s = sum((s.end_time or 0) - (s.start_time or 0) for s in steps)
     return {
         "seconds": run_s,
         "startup_s": record.start_time - info["process_start"],
@@ -146,8 +145,8 @@ def websync(bench: Bench, dev_url: str, prod_url: str, home: Path, *, ssh: bool)
         "csv_bytes_shipped": shipped,
         "bytes_sent_to_prod": sent,
         "steps": len(steps),
-        "dagster_overhead_per_step_s": (step_s - engine) / max(len(steps), 1),
-        "run_minus_steps_s": run_s - step_s,
+        "engine_s": engine,
+        "dagster_overhead_s": run_s - engine,
     }
 
 
@@ -235,8 +234,11 @@ def report(scale: dict) -> list[str]:
         f"{all(v['in_sync'] for v in r['diff_in_sync_direct'])}, {r['diff_in_sync_direct'][0]['queries_per_side']} queries per side, "
         f"{r['diff_in_sync_direct'][0]['ids_compared']} ids compared; over ssh_tunnel {median(r['diff_in_sync_ssh_tunnel'], 'seconds'):5.2f} s, "
         f"{median(r['diff_in_sync_ssh_tunnel'], 'wire_bytes') / 1e3:.0f} kB sent on the wire",
-        f"  Dagster: process start -> run start  {median(r['websync_full_direct'], 'startup_s'):5.2f} s; overhead per step "
-        f"{median(r['websync_full_direct'], 'dagster_overhead_per_step_s'):5.2f} s over {r['websync_full_direct'][0]['steps']} steps",
+        f"  Dagster: process start -> run start  {median(r['websync_full_direct'], 'startup_s'):5.2f} s; in the run, "
+        f"{r['websync_full_direct'][0]['steps']} steps, and the run's duration minus the engine's own time "
+        f"(export/load seconds in the metadata): full {median(r['websync_full_direct'], 'dagster_overhead_s'):5.2f} s, "
+        f"re-run {median(r['websync_rerun_direct'], 'dagster_overhead_s'):5.2f} s, "
+        f"1% {median(r['websync_1pct_direct'], 'dagster_overhead_s'):5.2f} s",
     ]
     return lines
 

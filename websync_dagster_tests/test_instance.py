@@ -28,3 +28,31 @@ def test_websync_job_on_a_postgres_instance(sync_env, servers, tmp_path, monkeyp
 
     with psycopg.connect(storage_url) as conn:  # the runs really are in that database
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+def test_the_shipped_sqlite_instance_commits_events_without_a_full_fsync(sync_env, tmp_path, monkeypatch):
+    """The project's dagster.yaml: Dagster's SQLite files and WAL mode, synchronous=NORMAL, same history."""
+    import sqlite3
+
+    home = tmp_path / "fresh_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    assert websync_main(["sync", "--env-file", "/dev/null", "--quiet"]) == 0
+    assert websync_main(["sync", "--env-file", "/dev/null", "--quiet"]) == 0
+    instance = DagsterInstance.from_config(str(home))
+    storage = instance.event_log_storage
+    assert type(storage).__name__ == "WalNormalSqliteEventLogStorage"
+    runs = instance.get_runs()
+    assert len(runs) == 2 and all(r.is_success for r in runs)
+    first = instance.all_logs(runs[-1].run_id)
+    assert sum(1 for e in first if e.dagster_event and e.dagster_event.event_type_value == "ASSET_MATERIALIZATION") == 9
+    event = instance.get_latest_materialization_event(AssetKey(["web_pages", "prod_upserted"]))
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    with sync_env.prod() as prod:
+        assert metadata["prod_rows_after"] == count(prod, "web_pages") and metadata["inserted"] == 0
+    shard = home / "history" / "runs" / f"{runs[0].run_id}.db"
+    assert shard.exists() and (home / "history" / "runs" / "index.db").exists()
+    with sqlite3.connect(shard) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    with storage.run_connection(runs[0].run_id) as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
