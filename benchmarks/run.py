@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -54,12 +56,25 @@ class Bench:
                 conn.execute(schema_ddl(side, fts_index=False))
                 conn.execute("INSERT INTO legal_taxonomy (code) VALUES ('civ'), ('pen'), ('com')")
 
-    def fresh(self, server: EmbeddedPostgres, prefix: str) -> str:
+    def fresh(self, server: EmbeddedPostgres, prefix: str, template: str = "tpl") -> str:
         self.counter += 1
         name = f"{prefix}_{self.counter}"
         with psycopg.connect(server.url(), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE tpl").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                         sql.Identifier(template)))
         return server.url(name)
+
+    def settle(self, timeout_s: float = 120) -> None:
+        """Before each timed measurement, whatever it is: both servers checkpointed and no autovacuum
+        worker left from the previous load (after a 0.5-1 GB insert, prod vacuums its TOAST table for
+        a while, which would otherwise land on whichever measurement comes next)."""
+        deadline = time.monotonic() + timeout_s
+        for server in (self.dev, self.prod):
+            with psycopg.connect(server.url(), autocommit=True) as conn:
+                conn.execute("CHECKPOINT")
+                while time.monotonic() < deadline and conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'").fetchone()[0]:
+                    time.sleep(0.5)
 
     def shared_columns(self, dev_url: str, prod_url: str, table: str) -> list[str]:
         query = ("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
@@ -174,30 +189,35 @@ def measure_scale(bench: Bench, factor: float, repeat: int) -> dict:
         rows = generate(dev, Scale().times(factor))
     results: dict[str, list[dict]] = {}
 
-    def record(name: str, value: dict) -> None:
-        results.setdefault(name, []).append(value)
+    def timed(name: str, measure: Callable[[], dict]) -> None:
+        bench.settle()
+        results.setdefault(name, []).append(measure())
 
+    synced: dict[str, str] = {}
     for _ in range(repeat):
-        record("raw_copy", raw_copy(bench, dev_url, bench.fresh(bench.prod, "raw")))
+        timed("raw_copy", partial(raw_copy, bench, dev_url, bench.fresh(bench.prod, "raw")))
         prod_url = bench.fresh(bench.prod, "runbook")
-        record("runbook_full", runbook(bench, dev_url, prod_url))
-        record("runbook_rerun", runbook(bench, dev_url, prod_url))
+        timed("runbook_full", partial(runbook, bench, dev_url, prod_url))
+        timed("runbook_rerun", partial(runbook, bench, dev_url, prod_url))
         for ssh in (False, True):
             label = "ssh_tunnel" if ssh else "direct"
             prod_url = bench.fresh(bench.prod, label)
+            synced[label] = prod_url.rsplit("/", 1)[1]
             home = bench.work / f"home_{label}_{bench.counter}"
             home.mkdir()
-            record(f"websync_full_{label}", websync(bench, dev_url, prod_url, home, ssh=ssh))
-            record(f"websync_rerun_{label}", websync(bench, dev_url, prod_url, home, ssh=ssh))
-            record(f"diff_in_sync_{label}", diff_cost(bench, dev_url, prod_url, ssh=ssh))
-    # 1% new rows, once per transport, on top of the synced prods of the last repetition
+            timed(f"websync_full_{label}", partial(websync, bench, dev_url, prod_url, home, ssh=ssh))
+            timed(f"websync_rerun_{label}", partial(websync, bench, dev_url, prod_url, home, ssh=ssh))
+            timed(f"diff_in_sync_{label}", partial(diff_cost, bench, dev_url, prod_url, ssh=ssh))
+    # 1% new rows in dev; each repetition syncs them into a copy of a synced prod (of the last repetition)
     with psycopg.connect(dev_url) as dev:
         generate(dev, Scale().times(factor * 0.01), first=10_000_000)
-    for ssh in (False, True):
-        label = "ssh_tunnel" if ssh else "direct"
-        home = max(bench.work.glob(f"home_{label}_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
-        prod_url = bench.prod.url(f"{label}_{home.name.rsplit('_', 1)[1]}")
-        record(f"websync_1pct_{label}", websync(bench, dev_url, prod_url, home, ssh=ssh))
+    for _ in range(repeat):
+        for ssh in (False, True):
+            label = "ssh_tunnel" if ssh else "direct"
+            prod_url = bench.fresh(bench.prod, f"{label}_1pct", template=synced[label])
+            home = bench.work / f"home_{label}_1pct_{bench.counter}"
+            home.mkdir()
+            timed(f"websync_1pct_{label}", partial(websync, bench, dev_url, prod_url, home, ssh=ssh))
     return {"factor": factor, "rows": rows, "results": results}
 
 

@@ -16,6 +16,7 @@ it overrides ``SqliteEventLogStorage._connect``, which is not a public API.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -41,7 +42,9 @@ class WalNormalSqliteEventLogStorage(SqliteEventLogStorage):
     """``SqliteEventLogStorage`` with ``synchronous=NORMAL`` and one engine per shard.
 
     ``base_dir`` defaults to ``$DAGSTER_HOME/history/runs``, where Dagster's default storage keeps the
-    same files, so an instance keeps its history when switching to or from it.
+    same files, so an instance keeps its history when switching to or from it (``websync`` writes it
+    into DAGSTER_HOME's dagster.yaml). Without either, as in Dagster's temporary instance, it is a
+    temporary directory.
     """
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
@@ -57,10 +60,10 @@ class WalNormalSqliteEventLogStorage(SqliteEventLogStorage):
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> WalNormalSqliteEventLogStorage:
         base_dir = config_value.get("base_dir")
-        if not base_dir:
-            if not os.environ.get("DAGSTER_HOME"):
-                raise ValueError("WalNormalSqliteEventLogStorage needs DAGSTER_HOME set or a base_dir in its config")
+        if not base_dir and os.environ.get("DAGSTER_HOME"):
             base_dir = os.path.join(os.environ["DAGSTER_HOME"], "history", "runs")
+        if not base_dir:  # Dagster's temporary instance (no DAGSTER_HOME): events are ephemeral there too
+            base_dir = tempfile.mkdtemp(prefix="websync-dagster-events-")
         return cls(base_dir, inst_data=inst_data)
 
     def _engine(self, shard: str) -> Engine:

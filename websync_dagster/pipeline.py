@@ -161,6 +161,8 @@ def run_load(
         plan = _checked_plan(ctx, table, declared_deps)
         if tuple(export.columns) != plan.shipped:
             raise TableSyncError(table, f"the schema changed since the export ({export.path}): export again")
+        if not Path(export.path).is_file():
+            raise TableSyncError(table, f"the export file {export.path} is gone: export {table} again")
         sent_before = ctx.transport.wire_bytes_sent()
         result = load_export(
             ctx.prod,

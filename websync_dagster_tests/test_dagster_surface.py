@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance
 
+from websync_dagster.cli import failures, parse_args
 from websync_dagster.cli import main as websync_main
-from websync_dagster.cli import parse_args
 from websync_dagster.definitions import defs
 from websync_dagster_tests.conftest import DEV_PASSWORD, PROD_PASSWORD
 from websync_dagster_tests.helpers import count
@@ -209,6 +209,11 @@ def test_a_load_materialised_alone_loads_the_last_export(sync_env):
     assert meta["export_sha256"] == export["sha256"] and meta["shipped"] == export["rows"] > 0
     with sync_env.prod() as prod:
         assert count(prod, "web_sources") == before + meta["inserted"] == meta["prod_rows_after"]
+    Path(export["export_path"]).unlink()  # the last export's file is gone: one line says so
+    gone = job.execute_in_process(instance=instance, raise_on_error=False,
+                                  asset_selection=[AssetKey(["web_sources", "prod_upserted"])])
+    assert not gone.success
+    assert failures(gone) == [f"web_sources: the export file {export['export_path']} is gone: export web_sources again"]
 
 
 def test_a_failed_table_stops_only_the_tables_that_depend_on_it(sync_env, capsys):
