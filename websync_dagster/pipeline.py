@@ -28,7 +28,7 @@ from websync_dagster.sync.order import check_declared_order
 from websync_dagster.sync.plan import TablePlan
 from websync_dagster.sync.progress import Reporter
 from websync_dagster.sync.status import prod_counts, web_sources_detail
-from websync_dagster.sync.tables import plan_tables, prod_key_sets
+from websync_dagster.sync.tables import plan_tables, prod_keys
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import ProdSession, ProdTransport
 from websync_dagster.transport.direct import PsycopgSession, connect
@@ -113,7 +113,7 @@ def run_export(
                 dev_columns = read_catalog(PsycopgSession(ctx.dev), [table], side="dev")[table].column_names
                 return export_table(ctx.dev, table, dev_columns, path, report=report)
             plan = ctx.plan(table)
-            return export_table(ctx.dev, table, plan.shipped, path, prod_key_sets=prod_key_sets(ctx.prod, plan),
+            return export_table(ctx.dev, table, plan.shipped, path, prod_keys=prod_keys(ctx.prod, plan),
                                 overrides=plan.overrides, report=report, follow=follow)
         except SyncError:
             raise

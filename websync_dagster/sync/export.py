@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from websync_dagster.sync.catalog import UniqueKey
 from websync_dagster.sync.follow import READ_CHUNK, FollowedFile
 from websync_dagster.sync.progress import Progress, Reporter
 
@@ -54,46 +55,50 @@ def _select_list(columns: Sequence[str], overrides: Mapping[str, Any]) -> sql.Co
 
 
 @dataclass(frozen=True)
-class ProdKeySet:
-    """The values one unique key of prod's table holds, as COPY text (one row per line)."""
+class ProdKeys:
+    """Prod's unique keys of one table (primary first) and, as COPY text, the values of all their
+    columns in every prod row: one stream and one temp table per table, however many keys it has."""
 
-    name: str
+    keys: tuple[UniqueKey, ...]
     columns: tuple[str, ...]
-    primary: bool
     chunks: Iterable[bytes]
 
 
-def _load_key_set(cur: psycopg.Cursor, table: str, index: int, key_set: ProdKeySet) -> sql.Composed:
-    """Put a prod key set into a dev temp table; return the condition 'this dev row clashes with it'."""
-    temp = sql.Identifier(f"_ws_prod_keys_{index}")
+def _load_prod_keys(cur: psycopg.Cursor, table: str, prod_keys: ProdKeys) -> list[sql.Composed]:
+    """Put prod's key values into a dev temp table; return, per key, the condition 'this dev row
+    clashes with prod on that key' (NULLs never clash, as in a unique index)."""
+    temp = sql.Identifier("_ws_prod_keys")
     cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-        temp, sql.SQL(", ").join(map(sql.Identifier, key_set.columns)), sql.Identifier(table)))
+        temp, sql.SQL(", ").join(map(sql.Identifier, prod_keys.columns)), sql.Identifier(table)))
     with cur.copy(sql.SQL("COPY {} FROM STDIN").format(temp)) as copy:
-        for chunk in key_set.chunks:
+        for chunk in prod_keys.chunks:
             copy.write(chunk)
     cur.execute(sql.SQL("ANALYZE {}").format(temp))
-    match = sql.SQL(" AND ").join(
-        sql.SQL("p.{c} = t.{c}").format(c=sql.Identifier(c)) for c in key_set.columns
-    )
-    return sql.SQL("EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(temp, match)
+    return [
+        sql.SQL("EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(temp, sql.SQL(" AND ").join(
+            sql.SQL("p.{c} = t.{c}").format(c=sql.Identifier(c)) for c in key.columns))
+        for key in prod_keys.keys
+    ]
 
 
 def _delta_filter(
-    cur: psycopg.Cursor, table: str, key_sets: Sequence[ProdKeySet]
+    cur: psycopg.Cursor, table: str, prod_keys: ProdKeys
 ) -> tuple[sql.Composable, int, dict[str, int]]:
     """The condition 'prod lacks this row on every unique key', the rows prod has by id, and the rows
     left out per other unique key."""
-    conditions = [_load_key_set(cur, table, i, ks) for i, ks in enumerate(key_sets)]
+    if not prod_keys.keys:
+        return sql.SQL("true"), 0, {}
+    conditions = _load_prod_keys(cur, table, prod_keys)
     already, clashes = 0, {}
-    for i, key_set in enumerate(key_sets):
+    for i, key in enumerate(prod_keys.keys):
         earlier = [sql.SQL("NOT {}").format(c) for c in conditions[:i]]
         cur.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(
             sql.Identifier(table), sql.SQL(" AND ").join([*earlier, conditions[i]])))
         n = cur.fetchone()[0]
-        if key_set.primary:
+        if key.primary:
             already = n
         elif n:
-            clashes[key_set.name] = n
+            clashes[key.name] = n
     return sql.SQL(" AND ").join(sql.SQL("NOT {}").format(c) for c in conditions), already, clashes
 
 
@@ -103,15 +108,15 @@ def export_table(
     columns: Sequence[str],
     path: Path,
     *,
-    prod_key_sets: Sequence[ProdKeySet] | None = None,
+    prod_keys: ProdKeys | None = None,
     overrides: Mapping[str, Any] | None = None,
     report: Reporter | None = None,
     follow: FollowedFile | None = None,
 ) -> ExportResult:
     """Write ``columns`` of ``table`` as CSV with a header to ``path``.
 
-    With ``prod_key_sets`` (prod's primary key first, then its other unique keys), only the rows that
-    clash with none of them are written: the keys go into dev temp tables, so the delta is computed by
+    With ``prod_keys`` (prod's primary key first, then its other unique keys), only the rows that
+    clash with none of them are written: the keys go into a dev temp table, so the delta is computed by
     dev's planner and rows never pass through Python objects. Rows left out because prod holds the
     same value of another unique key are counted per key.
 
@@ -119,7 +124,7 @@ def export_table(
     then), as it grows, and when it is complete or the export failed.
     """
     try:
-        result = _export(dev, table, columns, path, prod_key_sets, overrides or {}, report, follow)
+        result = _export(dev, table, columns, path, prod_keys, overrides or {}, report, follow)
     except BaseException as exc:
         if follow is not None:
             follow.finished(exc)
@@ -134,7 +139,7 @@ def _export(
     table: str,
     columns: Sequence[str],
     path: Path,
-    prod_key_sets: Sequence[ProdKeySet] | None,
+    prod_keys: ProdKeys | None,
     overrides: Mapping[str, Any],
     report: Reporter | None,
     follow: FollowedFile | None,
@@ -150,8 +155,8 @@ def _export(
         cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
         dev_rows = cur.fetchone()[0]
         where = sql.SQL("")
-        if prod_key_sets is not None:
-            condition, already, clashes = _delta_filter(cur, table, prod_key_sets)
+        if prod_keys is not None:
+            condition, already, clashes = _delta_filter(cur, table, prod_keys)
             where = sql.SQL(" WHERE ") + condition
         query = sql.SQL("COPY (SELECT {} FROM {} AS t{}) TO STDOUT (FORMAT csv, HEADER true)").format(
             _select_list(columns, overrides), sql.Identifier(table), where
@@ -174,7 +179,7 @@ def _export(
     return ExportResult(
         table=table,
         path=str(path),
-        scope="all" if prod_key_sets is None else "delta",
+        scope="all" if prod_keys is None else "delta",
         rows=rows,
         bytes=size,
         sha256=digest.hexdigest(),

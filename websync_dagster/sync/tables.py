@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import sql
 
 from websync_dagster.sync.catalog import QuerySession, TableInfo, read_catalog
 from websync_dagster.sync.errors import ConfigError
-from websync_dagster.sync.export import ProdKeySet
+from websync_dagster.sync.export import ProdKeys
 from websync_dagster.sync.order import fk_order
 from websync_dagster.sync.plan import DEFAULT_OVERRIDES, TablePlan, plan_table
 from websync_dagster.transport.base import ProdSession
@@ -50,17 +50,14 @@ def prod_catalog(prod: QuerySession, tables: Sequence[str]) -> dict[str, TableIn
     return read_catalog(prod, list(tables), side="prod")
 
 
-def prod_keys(session: ProdSession, table: str, columns: Sequence[str]) -> Iterator[bytes]:
-    """Every value of a key prod has for ``table``, as COPY text (one per line; NULLs left out)."""
-    not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
-    return session.copy_out(sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT").format(
-        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table), not_null))
-
-
-def prod_key_sets(session: ProdSession, plan: TablePlan) -> list[ProdKeySet]:
-    """Prod's primary key first, then each other unique key made only of shipped columns."""
+def prod_keys(session: ProdSession, plan: TablePlan) -> ProdKeys:
+    """Prod's primary key first, then each other unique key made only of shipped columns, with one
+    stream of every prod row's values of all their columns (one round trip, however many keys)."""
     assert plan.prod is not None
-    keys = sorted(
+    keys = tuple(sorted(
         (k for k in plan.prod.unique_keys if set(k.columns) <= set(plan.shipped)), key=lambda k: not k.primary
-    )
-    return [ProdKeySet(k.name, k.columns, k.primary, prod_keys(session, plan.table, k.columns)) for k in keys]
+    ))
+    columns = tuple(dict.fromkeys(c for k in keys for c in k.columns))
+    chunks = session.copy_out(sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(plan.table)))
+    return ProdKeys(keys, columns, chunks)
