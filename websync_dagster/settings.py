@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from websync_dagster.sync.errors import ConfigError
-from websync_dagster.sync.redact import Redactor, safe_url
+from websync_dagster.sync.redact import Redactor, command_secrets, safe_url
 from websync_dagster.sync.tables import parse_tables
 
 
@@ -59,6 +59,7 @@ class Settings:
             secrets += [self.ssh.password, self.ssh.key_passphrase]
         if self.reindex:
             secrets.append(self.reindex.token)
+        secrets += command_secrets(self.prod_psql)
         return Redactor(secrets)
 
     def describe(self) -> dict[str, str]:
@@ -69,7 +70,7 @@ class Settings:
         if self.ssh:
             where["ssh"] = f"{self.ssh.user or ''}@{self.ssh.host}:{self.ssh.port}"
         if self.prod_psql:
-            where["prod_psql"] = self.prod_psql
+            where["prod_psql"] = self.redactor()(self.prod_psql)
         return where
 
 

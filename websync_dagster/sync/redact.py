@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shlex
 from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@", re.I)
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.I)
+#: ``NAME=value`` where the name says it is a secret: shell assignments (``PGPASSWORD=x``), long options
+#: (``--password=x``), conninfo and query parameters (``password=x``)
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?P<key>(?<![\w-])-{0,2}[\w-]*(?:pass|secret|token)[\w-]*=)(?P<value>'[^']*'|\"[^\"]*\"|[^\s'\"]+)", re.I
+)
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
+_MIN_SECRET = 3
 
 
 def safe_url(url: str) -> str:
@@ -14,19 +24,44 @@ def safe_url(url: str) -> str:
     return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
 
 
+def _shell_words(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError:  # unbalanced quotes: the words as written
+        return command.split()
+
+
+def command_secrets(command: str | None) -> list[str]:
+    """The secret values written inside a shell command (e.g. ``WEBSYNC_PROD_PSQL``), unquoted as the
+    shell would pass them: URL passwords and values of ``PGPASSWORD=``, ``--password=``, ``*TOKEN*=``..."""
+    found: list[str] = []
+    for word in _shell_words(command or ""):
+        whole = _SECRET_ASSIGNMENT.match(word)
+        if whole:  # the shell passes everything after '=' (spaces included, once unquoted)
+            found.append(word[whole.end("key"):])
+        else:  # conninfo or query parameters inside one argument
+            found += [m["value"].strip("'\"") for m in _SECRET_ASSIGNMENT.finditer(word)]
+        for url in _URL.findall(word):
+            with contextlib.suppress(ValueError):
+                password = urlsplit(url).password or ""
+                found += [password, unquote(password)]
+    return [s for s in dict.fromkeys(found) if len(s) >= _MIN_SECRET]
+
+
 class Redactor:
-    """Replaces known secret values and URL/conninfo passwords in text."""
+    """Replaces known secret values, URL passwords and ``<name with PASS/SECRET/TOKEN>=value`` in text."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+        self._secrets = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True)
 
     def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 3 and secret not in self._secrets:
+        if secret and len(secret) >= _MIN_SECRET and secret not in self._secrets:
             self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
-        text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-        text = _KV_PASSWORD.sub(r"\1***", text)
+        # known values first: a password holding '@' or a space would defeat the patterns below
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+        text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m['key']}***", text)
+        return _KV_PASSWORD.sub(r"\1***", text)

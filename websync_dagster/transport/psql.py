@@ -240,7 +240,7 @@ class SshPsqlTransport(SshTransport):
         self.command = settings.prod_psql
 
     def describe(self) -> str:
-        return f"{self._via()}: {self.command}"
+        return f"{self._via()}: {self.redactor(self.command)}"
 
     @contextlib.contextmanager
     def session(self) -> Iterator[PsqlSession]:

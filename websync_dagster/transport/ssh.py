@@ -297,7 +297,7 @@ class SshTransport(ProdTransport):
 def remote_failure(command: str, result: RemoteResult, redactor: Redactor) -> str:
     """One line saying why a remote command failed."""
     words = shlex.split(command)
-    program = words[0] if words else command
+    program = redactor(words[0] if words else command)  # a `PGPASSWORD=... psql` command starts with a secret
     lines = redactor(result.stderr.decode("utf-8", "replace")).strip().splitlines()
     last = lines[-1].strip() if lines else f"exit status {result.status}"
     if result.status == 127 or last.endswith("not found"):
