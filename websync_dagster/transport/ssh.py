@@ -1,15 +1,15 @@
 """SSH connection to the prod host with paramiko: host keys verified, clear one-line errors.
 
-Host keys come from ``known_hosts`` (hashed entries and ``[host]:port`` entries included); an unknown
-or changed key is refused during the key exchange, before any credential or data is sent, and the
-message shows the fingerprint the server presented. ``VPS_HOST_KEY_SHA256`` pins one key instead.
+Host keys are judged against ``known_hosts`` with OpenSSH's rules (``known_hosts.py``): no key is
+loaded into paramiko, so every connection goes through ``_VerifyHostKey``. An unknown, changed or
+revoked key is refused during the key exchange, before any credential or data is sent, and the message
+shows the fingerprint the server presented. ``VPS_HOST_KEY_SHA256`` pins one key instead.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
+import logging
 import os
 import shlex
 import socket
@@ -24,6 +24,15 @@ from websync_dagster.settings import Settings, SshSettings
 from websync_dagster.sync.errors import SyncError
 from websync_dagster.sync.redact import Redactor
 from websync_dagster.transport.base import ProdTransport
+from websync_dagster.transport.known_hosts import (
+    HostKeyCheck,
+    KnownHosts,
+    Verdict,
+    blob_fingerprint,
+    check_host_key,
+    known_hosts_name,
+    parse_known_hosts,
+)
 
 CONNECT_TIMEOUT_S = 15
 KEEPALIVE_S = 15
@@ -31,6 +40,7 @@ KEEPALIVE_S = 15
 #: per-packet Python work on a bulk COPY stream (OpenSSH accepts packets up to 256 KB)
 WINDOW_BYTES = 16 * 1024 * 1024
 MAX_PACKET_BYTES = 128 * 1024
+_log = logging.getLogger(__name__)
 
 
 class SshError(SyncError):
@@ -39,34 +49,55 @@ class SshError(SyncError):
 
 def fingerprint(key: paramiko.PKey) -> str:
     """``SHA256:<base64>`` as ``ssh-keygen -l`` prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    return blob_fingerprint(key.asbytes())
 
 
-def _known_hosts_name(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
+def _read_known_hosts(path: str, host: str) -> KnownHosts:
+    if not os.path.isfile(path):
+        raise SshError(f"known_hosts file {path} does not exist: cannot verify {host}'s host key")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return parse_known_hosts(f.read(), path)
+    except OSError as exc:
+        raise SshError(f"cannot read known_hosts file {path}: {exc.strerror or exc}") from None
 
 
-class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
-    """Unknown host: refuse, unless the presented key matches the pinned fingerprint."""
+class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
+    """Judges every host key (paramiko holds none): the pinned fingerprint when there is one, else
+    ``known_hosts`` as OpenSSH reads it. Anything but an accepted key raises, before authentication."""
 
-    def __init__(self, known_hosts: str, pin: str | None) -> None:
+    def __init__(self, settings: SshSettings, known_hosts: str, known: KnownHosts | None) -> None:
+        self.where = f"{settings.host}:{settings.port}"
+        self.name = known_hosts_name(settings.host, settings.port)
         self.known_hosts = known_hosts
-        self.pin = pin
+        self.known = known
+        self.pin = settings.host_key_sha256
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        presented = fingerprint(key)
-        if self.pin:
-            if presented == self.pin:
+        presented = f"{key.get_name()} {fingerprint(key)}"
+        if self.known is None:  # VPS_HOST_KEY_SHA256 is set: the pin alone decides
+            if fingerprint(key) == self.pin:
                 return
-            raise SshError(
-                f"host key of {hostname} does not match VPS_HOST_KEY_SHA256: presented {key.get_name()} {presented}, "
-                f"pinned {self.pin}; refused before authenticating"
-            )
-        raise SshError(
-            f"host {hostname} is not in {self.known_hosts}: presented {key.get_name()} {presented}; refused before "
-            f"authenticating (add it with ssh-keyscan after checking the fingerprint, or set VPS_HOST_KEY_SHA256)"
-        )
+            raise SshError(f"host key of {self.name} does not match VPS_HOST_KEY_SHA256: presented {presented}, "
+                           f"pinned {self.pin}; refused before authenticating")
+        for note in self.known.skipped:
+            _log.debug(note)
+        check = check_host_key(self.known, self.name, key.asbytes())
+        for note in check.notes:
+            _log.warning(note)
+        if check.verdict is not Verdict.ACCEPTED:
+            raise SshError(self._refusal(check, presented))
+
+    def _refusal(self, check: HostKeyCheck, presented: str) -> str:
+        line = check.line
+        if check.verdict is Verdict.REVOKED and line is not None:
+            return (f"host key of {self.where} is REVOKED: presented {presented} is marked @revoked in "
+                    f"{self.known_hosts} line {line.lineno}; refused before authenticating")
+        if check.verdict is Verdict.CHANGED and line is not None:
+            return (f"host key of {self.where} CHANGED: presented {presented}, {self.known_hosts} line "
+                    f"{line.lineno} has {blob_fingerprint(line.blob)}; refused before authenticating")
+        return (f"host {self.name} is not in {self.known_hosts}: presented {presented}; refused before "
+                f"authenticating (add it with ssh-keyscan after checking the fingerprint, or set VPS_HOST_KEY_SHA256)")
 
 
 class _FastZlibCompressor(ZlibCompressor):
@@ -151,11 +182,8 @@ class SshConnection:
     def connect(self) -> SshConnection:
         s = self.settings
         known_hosts = os.path.expanduser(s.known_hosts)
-        if not s.host_key_sha256:
-            if not os.path.isfile(known_hosts):
-                raise SshError(f"known_hosts file {known_hosts} does not exist: cannot verify {s.host}'s host key")
-            self.client.load_host_keys(known_hosts)
-        self.client.set_missing_host_key_policy(_RefuseUnknownHost(known_hosts, s.host_key_sha256))
+        known = None if s.host_key_sha256 else _read_known_hosts(known_hosts, s.host)
+        self.client.set_missing_host_key_policy(_VerifyHostKey(s, known_hosts, known))
         use_password = bool(s.password)
         pkey = self._load_key() if s.key_file else None
         try:
@@ -178,12 +206,6 @@ class SshConnection:
         except SshError:
             self.client.close()
             raise
-        except paramiko.BadHostKeyException as exc:
-            self.client.close()
-            raise SshError(
-                f"host key of {s.host}:{s.port} CHANGED: presented {exc.key.get_name()} {fingerprint(exc.key)}, "
-                f"{known_hosts} has {fingerprint(exc.expected_key)}; refused before authenticating"
-            ) from None
         except paramiko.AuthenticationException:
             self.client.close()
             how = "password" if use_password else "key " + (s.key_file or "(agent/~/.ssh)")
