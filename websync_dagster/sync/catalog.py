@@ -31,6 +31,18 @@ class UniqueKey:
 
 
 @dataclass(frozen=True)
+class ExpressionKey:
+    """A unique index over expressions, or partial (``WHERE``): its key expressions and predicate as SQL
+    text over the table's own column names (``pg_get_indexdef``, ``pg_get_expr``), so that they can be
+    evaluated on any table with the same columns."""
+
+    name: str
+    expressions: tuple[str, ...]
+    predicate: str | None
+    nulls_not_distinct: bool = False
+
+
+@dataclass(frozen=True)
 class ForeignKey:
     name: str
     columns: tuple[str, ...]
@@ -42,8 +54,9 @@ class ForeignKey:
 class TableInfo:
     name: str
     columns: tuple[Column, ...]
-    unique_keys: tuple[UniqueKey, ...]
+    unique_keys: tuple[UniqueKey, ...]  # plain column keys only: what the delta export and the diff match on
     foreign_keys: tuple[ForeignKey, ...]
+    expression_keys: tuple[ExpressionKey, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
@@ -90,7 +103,17 @@ SELECT c.relname AS name,
                               JOIN pg_attribute att ON att.attrelid = con.confrelid AND att.attnum = k.attnum))
           ORDER BY con.conname), '[]'::json)
      FROM pg_constraint con JOIN pg_class rc ON rc.oid = con.confrelid
-    WHERE con.conrelid = c.oid AND con.contype = 'f') AS foreign_keys
+    WHERE con.conrelid = c.oid AND con.contype = 'f') AS foreign_keys,
+  (SELECT coalesce(json_agg(json_build_object(
+            'name', ic.relname,
+            'expressions', (SELECT json_agg(pg_get_indexdef(i.indexrelid, k, true) ORDER BY k)
+                              FROM generate_series(1, i.indnkeyatts) AS k),
+            'predicate', pg_get_expr(i.indpred, i.indrelid, true),
+            'nulls_not_distinct', coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false))
+          ORDER BY ic.relname), '[]'::json)
+     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+    WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid
+      AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)) AS expression_keys
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname = ANY({tables})
 """
@@ -110,6 +133,10 @@ def read_catalog(session: QuerySession, tables: list[str], *, side: str) -> dict
             foreign_keys=tuple(
                 ForeignKey(f["name"], tuple(f["columns"]), f["ref_table"], tuple(f["ref_columns"]))
                 for f in row["foreign_keys"]
+            ),
+            expression_keys=tuple(
+                ExpressionKey(e["name"], tuple(e["expressions"]), e["predicate"], e["nulls_not_distinct"])
+                for e in row["expression_keys"]
             ),
         )
     missing = [t for t in tables if t not in found]

@@ -5,8 +5,11 @@ Two ways, same outcome:
   is the common case; any refusal rolls that transaction back and the staged path runs instead.
 - staged path: ``COPY`` into a text staging table, cast each row into a probe table that carries
   prod's types and CHECK constraints (rows prod refuses are rejected with the reason, one by one,
-  only if the set-based cast fails), drop rows that clash on a unique key, null (or reject) references
-  prod cannot satisfy, then ``INSERT ... ON CONFLICT DO NOTHING``.
+  only if the set-based cast fails), drop rows that clash on a unique key (also prod's expression and
+  partial unique indexes, and within the batch on those), null (or reject) references prod cannot
+  satisfy, then ``INSERT ... ON CONFLICT DO NOTHING`` of the whole batch in one statement. If prod
+  refuses a row there (a trigger, an index limit...), the batch is split in two and each half tried
+  again, down to the single rows prod refuses, which are rejected with prod's message.
 
 Nothing in prod is ever updated or deleted: the only statement touching the table is an INSERT (or
 the COPY of the fast path).
@@ -25,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from websync_dagster.sync.catalog import ForeignKey, TableInfo
+from websync_dagster.sync.catalog import ExpressionKey, ForeignKey, TableInfo
 from websync_dagster.sync.errors import TableSyncError
 from websync_dagster.sync.export import ExportResult
 from websync_dagster.sync.follow import FollowedFile
@@ -40,6 +43,15 @@ REJECTS = sql.Identifier("pg_temp", "_ws_rejects")
 SKIPPED = sql.Identifier("pg_temp", "_ws_skipped")
 NULLED = sql.Identifier("pg_temp", "_ws_nulled")
 INSERTED = sql.Identifier("pg_temp", "_ws_inserted")
+#: SQLSTATE classes of the errors a row can cause (its values, prod's constraints, indexes, triggers) and
+#: their PL/pgSQL condition names; any other error (connection, resources, schema) rolls the table back
+ROW_REFUSALS = {
+    "22": "data_exception",
+    "23": "integrity_constraint_violation",
+    "44": "with_check_option_violation",
+    "54": "program_limit_exceeded",
+    "P0": "plpgsql_error",  # RAISE in a trigger
+}
 ALREADY_PRESENT = "already_present"
 #: rejected rows whose full content is returned to the reject file; beyond that, id and reason only
 REJECT_ROWS_RETURNED = 5000
@@ -129,6 +141,73 @@ def _columns(names: Iterable[str], prefix: str | None = None) -> sql.Composed:
     return sql.SQL(", ").join(sql.Identifier(prefix, n) for n in names)
 
 
+# Inserts the probe into the table: the whole batch in one statement; if prod refuses a row of it, the
+# batch is split in two and each half tried again (in a subtransaction), down to the single rows prod
+# refuses, which are rejected with prod's message. A row refused for a reference to a row of the batch
+# not inserted yet is retried in a second pass, with the other such rows. The INSERT comes in as a
+# setting (parameters: pass, first _ws_row, last _ws_row) so that the block holds no data.
+_INSERT_BLOCK = """
+DO $websync$
+DECLARE
+    los bigint[];
+    his bigint[];
+    lo bigint;
+    hi bigint;
+    mid bigint;
+    n bigint;
+    total bigint := 0;
+    indexed boolean := false;
+    state text;
+    msg text;
+    detail text;
+BEGIN
+    FOR pass_no IN 1..2 LOOP
+        SELECT ARRAY[min(_ws_row)], ARRAY[max(_ws_row)] INTO los, his FROM pg_temp._ws_probe WHERE _ws_pass = pass_no;
+        WHILE cardinality(los) > 0 LOOP
+            lo := los[cardinality(los)];
+            hi := his[cardinality(his)];
+            los := los[1:cardinality(los) - 1];
+            his := his[1:cardinality(his) - 1];
+            CONTINUE WHEN lo IS NULL;
+            BEGIN
+                EXECUTE current_setting('websync.insert_range') USING pass_no, lo, hi;
+                GET DIAGNOSTICS n = ROW_COUNT;
+                total := total + n;
+            EXCEPTION WHEN {conditions} THEN
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+                IF NOT indexed THEN
+                    CREATE INDEX ON pg_temp._ws_probe (_ws_row);
+                    indexed := true;
+                END IF;
+                SELECT min(_ws_row), max(_ws_row) INTO lo, hi
+                  FROM pg_temp._ws_probe WHERE _ws_pass = pass_no AND _ws_row BETWEEN lo AND hi;
+                IF lo < hi THEN
+                    mid := lo + (hi - lo) / 2;
+                    los := los || ARRAY[mid + 1, lo];
+                    his := his || ARRAY[hi, mid];
+                ELSIF pass_no = 1 AND state = '23503' THEN
+                    UPDATE pg_temp._ws_probe SET _ws_pass = 2 WHERE _ws_row = lo;
+                ELSE
+                    INSERT INTO pg_temp._ws_rejects (_ws_row, id, reason)
+                    SELECT lo, p.{key}::text, msg || CASE WHEN detail = '' OR detail LIKE 'Failing row contains%'
+                                                      THEN '' ELSE ' (' || detail || ')' END
+                      FROM pg_temp._ws_probe p WHERE p._ws_row = lo;
+                END IF;
+            END;
+        END LOOP;
+    END LOOP;
+    INSERT INTO pg_temp._ws_inserted (n) VALUES (total);
+END
+$websync$
+"""
+
+
+def refused_by_a_row(exc: BaseException) -> bool:
+    """Whether prod refused the data (a row can cause this), rather than failed (connection, resources...)."""
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, psycopg.Error) and bool(state) and state[:2] in ROW_REFUSALS
+
+
 def _fast_path_steps(plan: TablePlan, source: Callable[[], Iterable[bytes]]) -> list[Step]:
     table = sql.Identifier(plan.table)
     return [
@@ -161,6 +240,59 @@ def _skip_clashes(plan: TablePlan, prod: TableInfo) -> list[Step]:
             key=sql.Identifier(plan.key), skipped=SKIPPED, label=sql.Literal(label),
         )))
     return steps
+
+
+def _key_columns(key: ExpressionKey) -> list[str]:
+    """Names of the evaluated key expressions in the temp tables."""
+    return [f"_ws_k{i}" for i in range(1, len(key.expressions) + 1)]
+
+
+def _keys_match(key: ExpressionKey, left: str, right: str) -> sql.Composed:
+    same = sql.SQL(" IS NOT DISTINCT FROM ") if key.nulls_not_distinct else sql.SQL(" = ")
+    return sql.SQL(" AND ").join(
+        sql.SQL("{}{}{}").format(sql.Identifier(left, k), same, sql.Identifier(right, k)) for k in _key_columns(key)
+    )
+
+
+def _skip_expression_clashes(plan: TablePlan, key: ExpressionKey, n: int) -> list[Step]:
+    """Leave out rows that clash, on a unique index over expressions or a partial one, with a prod row or
+    with an earlier row of the batch; count them under the index's name.
+
+    The index's expressions (and predicate) are prod's own SQL over the table's column names: evaluated
+    on the probe (same columns) into a temp table, then on prod's rows holding those values only (so
+    that prod's index serves the lookup).
+    """
+    keys_name = f"_ws_xkey_{n}"
+    keys = sql.Identifier("pg_temp", keys_name)
+    exprs = [sql.SQL(e) for e in key.expressions]
+    predicate = sql.SQL(key.predicate) if key.predicate else sql.SQL("true")
+    if not key.nulls_not_distinct:  # NULLs never clash in such an index
+        predicate = sql.SQL(" AND ").join([sql.SQL("({})").format(predicate),
+                                           *(sql.SQL("({}) IS NOT NULL").format(e) for e in exprs)])
+    names = _key_columns(key)
+    evaluated = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(e, sql.Identifier(k)) for e, k in zip(exprs, names, strict=True))
+    in_prod = sql.SQL("SELECT DISTINCT {evaluated} FROM {table} WHERE {pred}").format(
+        evaluated=evaluated, table=sql.Identifier(plan.table), pred=predicate)
+    if not key.nulls_not_distinct:  # only prod's rows with the batch's values, found through the index
+        in_prod = sql.SQL("{} AND ({}) IN (SELECT {} FROM {})").format(
+            in_prod, sql.SQL(", ").join(exprs), _columns(names), keys)
+    skip = sql.SQL(
+        "WITH gone AS (DELETE FROM {probe} AS p USING {rows} AS x WHERE p._ws_row = x._ws_row RETURNING p.{id}) "
+        "INSERT INTO {skipped} (key_name, id) SELECT {label}, {id}::text FROM gone")
+    clash_prod = sql.SQL("(SELECT x._ws_row FROM {keys} AS x JOIN ({in_prod}) AS h ON {match})").format(
+        keys=keys, in_prod=in_prod, match=_keys_match(key, "x", "h"))
+    later_twin = sql.SQL(
+        "(SELECT _ws_row FROM (SELECT x._ws_row, row_number() OVER (PARTITION BY {names} ORDER BY x._ws_row) AS nth "
+        "FROM {keys} AS x JOIN {probe} AS p USING (_ws_row)) AS r WHERE nth > 1)"
+    ).format(names=_columns(names, "x"), keys=keys, probe=PROBE)
+    fill = dict(probe=PROBE, id=sql.Identifier(plan.key), skipped=SKIPPED, label=sql.Literal(key.name))
+    return [
+        Statement(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT _ws_row, {} FROM {} WHERE {}").format(
+            sql.Identifier(keys_name), evaluated, PROBE, predicate)),
+        Statement(skip.format(rows=clash_prod, **fill)),
+        Statement(skip.format(rows=later_twin, **fill)),
+    ]
 
 
 def _missing_target(plan: TablePlan, fk: ForeignKey) -> sql.Composed:
@@ -214,6 +346,10 @@ def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterabl
         probe=PROBE, cols=_columns(plan.shipped), casts=casts, stage=STAGE
     )
     probe_one = sql.SQL("{} WHERE _ws_row = $1").format(probe_all)
+    insert_range = sql.SQL(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {probe} WHERE _ws_pass = $1 AND _ws_row BETWEEN $2 AND $3 "
+        "ORDER BY _ws_row ON CONFLICT DO NOTHING"
+    ).format(table=table, cols=_columns(plan.shipped), probe=PROBE)
     return [
         advisory_lock(plan.table),
         count_rows(plan.table),
@@ -222,9 +358,11 @@ def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterabl
         ).format(stage_columns)),
         CopyIn(STAGE, plan.shipped, source),
         Statement(sql.SQL(
-            "CREATE TEMP TABLE _ws_probe (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
+            "CREATE TEMP TABLE _ws_probe (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED) "
+            "ON COMMIT DROP"
         ).format(table)),
-        Statement(sql.SQL("ALTER TABLE {} ADD COLUMN _ws_row bigint").format(PROBE)),
+        Statement(sql.SQL("ALTER TABLE {} ADD COLUMN _ws_row bigint, ADD COLUMN _ws_pass int NOT NULL DEFAULT 1")
+                  .format(PROBE)),
         Statement(sql.SQL("CREATE TEMP TABLE _ws_rejects (_ws_row bigint, id text, reason text) ON COMMIT DROP")),
         Statement(sql.SQL("CREATE TEMP TABLE _ws_skipped (key_name text, id text) ON COMMIT DROP")),
         Statement(sql.SQL("CREATE TEMP TABLE _ws_nulled (column_name text, n bigint) ON COMMIT DROP")),
@@ -234,11 +372,12 @@ def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterabl
         Statement(sql.SQL(_PROBE_BLOCK).format(key=sql.Identifier(plan.key),
                                                table_literal=sql.Literal(f'"{plan.table}"'))),
         *_skip_clashes(plan, prod),
+        *(step for n, key in enumerate(prod.expression_keys) for step in _skip_expression_clashes(plan, key, n)),
         *_fix_references(plan, prod),
-        Statement(sql.SQL(
-            "WITH ins AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM {probe} ORDER BY _ws_row "
-            "ON CONFLICT DO NOTHING RETURNING 1) INSERT INTO {inserted} (n) SELECT count(*) FROM ins"
-        ).format(table=table, cols=_columns(plan.shipped), probe=PROBE, inserted=INSERTED)),
+        Statement(sql.SQL("SELECT set_config('websync.insert_range', {}, true)").format(sql.Literal(
+            insert_range.as_string(None)))),
+        Statement(sql.SQL(_INSERT_BLOCK).format(
+            conditions=sql.SQL(" OR ").join(map(sql.SQL, ROW_REFUSALS.values())), key=sql.Identifier(plan.key))),
         Query(sql.SQL("SELECT n FROM {}").format(INSERTED)),
         count_rows(plan.table),
         Query(sql.SQL("SELECT key_name, count(*) AS n FROM {} GROUP BY key_name").format(SKIPPED)),
@@ -404,7 +543,9 @@ def _try_fast_path(
     """COPY straight into the table; on refusal record why and leave the table as it was."""
     try:
         _, before, copied, after = session.run_transaction(_fast_path_steps(plan, source))
-    except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+    except psycopg.Error as exc:
+        if not refused_by_a_row(exc):
+            raise
         result.fallback_reason = _first_line(exc)
         return result
     result.mode = "direct copy"

@@ -136,7 +136,8 @@ def test_a_failure_rolls_the_table_back_and_names_it(sync_env, prod_via):
         prod.execute("ALTER EVENT TRIGGER websync_ddl_guard DISABLE")
         prod.execute(
             "CREATE FUNCTION fail_on_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF NEW.url LIKE '%page/150' THEN RAISE EXCEPTION 'disk full while writing page 150'; END IF; "
+            "IF NEW.url LIKE '%page/150' THEN RAISE EXCEPTION 'disk full while writing page 150' "
+            "USING ERRCODE = 'disk_full'; END IF; "  # not a refusal of the row (that is a reject): a failure
             "RETURN NEW; END $$"
         )
         prod.execute(
