@@ -7,7 +7,10 @@ foreign-key order; the load checks that order against prod's real foreign keys b
 All of them are one subsettable multi-asset, ``sync_to_prod``: one step per run, so that a run opens one
 connection to each side and Dagster's fixed cost per step is paid once, and so that each table's load
 can follow its export file as it is written. Materialising any subset still works: a load selected
-without its export loads the last export the instance recorded.
+without its export exports the rows prod lacks again first (an export recorded earlier may predate
+prod's current state), so that its metadata is what prod holds now.
+
+Every file a run writes has the Dagster run id in its name.
 """
 
 from collections.abc import Iterator
@@ -30,7 +33,6 @@ from websync_dagster.pipeline import TableRun, run_tables
 from websync_dagster.reindex import request_reindex
 from websync_dagster.resources import WebsyncResource
 from websync_dagster.sync.errors import SyncError
-from websync_dagster.sync.export import ExportResult
 from websync_dagster.sync.tables import DEFAULT_TABLES
 
 GROUP = "websync"
@@ -109,7 +111,7 @@ def sync_to_prod(
     with as_failure(websync):
         ctx = websync.sync_context()
         runs = run_tables(ctx, export=exports, load=loads, scope=config.scope, declared_deps=DECLARED_DEPS,
-                          previous_export=lambda table: _latest_export(context, table), report=context.log.info)
+                          run_id=context.run_id, report=context.log.info)
         for run in runs:
             yield from _table_results(context, run, ctx.transport.describe())
             if run.error is not None:
@@ -136,6 +138,12 @@ def _table_results(context: AssetExecutionContext, run: TableRun, transport: str
         return
     outcome, key = run.load, prod_key(table)
     result = outcome.result
+    if run.reexported:
+        context.log.info(f"{table}: {table}/export was not selected: exported again the rows prod lacks now "
+                         f"({outcome.export.path}), since an export recorded earlier may predate prod's current "
+                         f"state and the counts must be prod's")
+    for warning in outcome.plan.warnings:
+        context.log.warning(f"{table}: {warning}")
     context.log.info(
         f"{table}: exported {outcome.export.rows} rows; prod {result.before} -> {result.after} rows, "
         f"{result.inserted} inserted, {result.already_present} already present, {result.skipped_total} skipped, "
@@ -143,21 +151,13 @@ def _table_results(context: AssetExecutionContext, run: TableRun, transport: str
     )
     yield MaterializeResult(
         asset_key=key,
-        metadata=metadata.load_metadata(outcome, transport),
+        metadata=metadata.load_metadata(outcome, transport, reexported=run.reexported),
         check_results=[
             metadata.landed_check(outcome, key, LANDED_CHECK),
             metadata.rejects_check(outcome, key, NO_REJECTS_CHECK),
             metadata.dev_columns_check(outcome, key, DEV_COLUMNS_CHECK),
         ],
     )
-
-
-def _latest_export(context: AssetExecutionContext, table: str) -> ExportResult | None:
-    """The last export of ``table`` the instance recorded: what a load selected on its own loads."""
-    event = context.instance.get_latest_materialization_event(export_key(table))
-    if event is None or event.asset_materialization is None:
-        return None
-    return metadata.export_from_metadata(table, event.asset_materialization.metadata)
 
 
 def _reindex(context: AssetExecutionContext, websync: WebsyncResource) -> MaterializeResult:

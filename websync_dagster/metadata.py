@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
@@ -28,18 +27,8 @@ def export_metadata(result: ExportResult) -> dict[str, Any]:
     }
 
 
-def export_from_metadata(table: str, meta: Mapping[str, MetadataValue]) -> ExportResult:
-    """The export a materialisation recorded (what ``export_metadata`` wrote)."""
-    values = {k: v.value for k, v in meta.items()}
-    return ExportResult(
-        table=table, path=str(values["export_path"]), scope=str(values["scope"]), rows=int(values["rows"]),
-        bytes=int(values["bytes"]), sha256=str(values["sha256"]), columns=tuple(values["columns"]),
-        dev_rows=int(values["dev_rows"]), already_in_prod=int(values["already_in_prod"]),
-        clashes=dict(values.get("skipped_by_key") or {}), seconds=float(values["seconds"]),
-    )
-
-
-def load_metadata(outcome: LoadOutcome, transport: str) -> dict[str, Any]:
+def load_metadata(outcome: LoadOutcome, transport: str, *, reexported: bool = False) -> dict[str, Any]:
+    """``reexported``: the load was selected without its export, which was run again first."""
     result, plan = outcome.result, outcome.plan
     rate = round(result.shipped / result.seconds) if result.seconds else 0
     data: dict[str, Any] = {
@@ -58,12 +47,16 @@ def load_metadata(outcome: LoadOutcome, transport: str) -> dict[str, Any]:
         "prod_only_columns": MetadataValue.json(list(plan.prod_only)),
         "type_mismatches": MetadataValue.json([str(m) for m in plan.type_mismatches]),
         "overrides": MetadataValue.json({k: repr(v) for k, v in plan.overrides.items()}),
+        "overrides_skipped": MetadataValue.json([f"{k}: {why}" for k, why in plan.overrides_skipped.items()]),
+        "warnings": MetadataValue.json(plan.warnings),
         "bytes": result.bytes,
         "seconds": result.seconds,
         "rows_per_s": rate,
         "mode": result.mode,
         "transport": transport,
         "export_sha256": outcome.export.sha256,
+        "export_path": MetadataValue.path(outcome.export.path),
+        "export_reexported": reexported,
     }
     if result.wire_bytes is not None:
         data["wire_bytes_sent"] = result.wire_bytes

@@ -8,8 +8,10 @@ steps of one Dagster run share one SSH connection instead of shaking hands nine 
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +22,7 @@ import psycopg
 from websync_dagster.settings import Settings
 from websync_dagster.sync.catalog import read_catalog
 from websync_dagster.sync.diff import TableDiff, diff_table
-from websync_dagster.sync.errors import SyncError, TableSyncError
+from websync_dagster.sync.errors import ConfigError, SyncError, TableSyncError
 from websync_dagster.sync.export import ExportResult, export_path, export_table
 from websync_dagster.sync.follow import FollowedFile
 from websync_dagster.sync.load import LoadResult, load_export, load_followed
@@ -28,16 +30,28 @@ from websync_dagster.sync.order import check_declared_order
 from websync_dagster.sync.plan import TablePlan
 from websync_dagster.sync.progress import Reporter
 from websync_dagster.sync.status import prod_counts, web_sources_detail
-from websync_dagster.sync.tables import plan_tables, prod_keys
+from websync_dagster.sync.tables import Planning, plan_each_table, prod_keys
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import ProdSession, ProdTransport
 from websync_dagster.transport.direct import PsycopgSession, connect
 
 REJECT_SUBDIR = "rejects"
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
-def stamp_now() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+def new_run_id() -> str:
+    """A run id for a sync started outside Dagster: the UTC time, then random hex."""
+    return f"{datetime.now(UTC):%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:12]}"
+
+
+def checked_run_id(run_id: str | None) -> str:
+    """The run id that names every file the run writes (a new one when None); refused unless it is a
+    plain file-name part, so that no run id can point a file outside the export dir."""
+    if run_id is None:
+        return new_run_id()
+    if not _RUN_ID.fullmatch(run_id):
+        raise ConfigError(f"run id {run_id!r} cannot name a file: use letters, digits, '_', '-' and '.'")
+    return run_id
 
 
 class SyncContext:
@@ -49,7 +63,7 @@ class SyncContext:
         self._stack = contextlib.ExitStack()
         self._dev: psycopg.Connection | None = None
         self._prod: ProdSession | None = None
-        self._plans: dict[str, TablePlan] | None = None
+        self._planning: Planning | None = None
 
     def __enter__(self) -> SyncContext:
         return self
@@ -60,7 +74,7 @@ class SyncContext:
     def close(self) -> None:
         self._stack.close()
         self._dev = self._prod = None
-        self._plans = None
+        self._planning = None
 
     @property
     def dev(self) -> psycopg.Connection:
@@ -76,16 +90,21 @@ class SyncContext:
             self._prod = self._stack.enter_context(self.transport.session())
         return self._prod
 
+    def planning(self) -> Planning:
+        """Each synced table's plan or planning error, in FK order, read once per context."""
+        if self._planning is None:
+            self._planning = plan_each_table(PsycopgSession(self.dev), self.prod, self.settings.tables)
+        return self._planning
+
     def plans(self) -> dict[str, TablePlan]:
-        """Plans of every synced table, in FK order, read once per context."""
-        if self._plans is None:
-            self._plans = plan_tables(PsycopgSession(self.dev), self.prod, self.settings.tables)
-        return self._plans
+        """Plans of every synced table, in FK order; the first table that cannot be planned raises."""
+        return self.planning().every_plan()
 
     def plan(self, table: str) -> TablePlan:
+        """The table's plan, or the error that stops that table (and only it)."""
         if table not in self.settings.tables:
             raise SyncError(f"table {table} is not in WEBSYNC_TABLES ({', '.join(self.settings.tables)})")
-        return self.plans()[table]
+        return self.planning().plan(table)
 
 
 @contextlib.contextmanager
@@ -99,15 +118,16 @@ def _context(target: Settings | SyncContext) -> Iterator[SyncContext]:
 
 
 def run_export(
-    target: Settings | SyncContext, table: str, *, scope: str, stamp: str | None = None,
+    target: Settings | SyncContext, table: str, *, scope: str, run_id: str | None = None,
     report: Reporter | None = None, follow: FollowedFile | None = None,
 ) -> ExportResult:
     """``scope="delta"``: the rows prod lacks (needs prod); ``"all"``: every row and column, dev only.
-    ``follow`` lets a load read the file while it is written (see ``run_tables``)."""
+    ``follow`` lets a load read the file while it is written (see ``run_tables``). The file is the
+    run's own: ``run_id`` (a new one when None) is in its name and it is created exclusively."""
     if scope not in ("delta", "all"):
         raise SyncError(f"export scope must be 'delta' or 'all', not {scope!r}")
     with _context(target) as ctx:
-        path = export_path(ctx.settings.export_dir, table, stamp or stamp_now())
+        path = export_path(ctx.settings.export_dir, table, checked_run_id(run_id))
         try:
             if scope == "all":
                 dev_columns = read_catalog(PsycopgSession(ctx.dev), [table], side="dev")[table].column_names
@@ -130,9 +150,9 @@ class LoadOutcome:
 
 
 def _checked_plan(ctx: SyncContext, table: str, declared_deps: Mapping[str, Sequence[str]]) -> TablePlan:
-    """The table's plan, once the declared load order is checked against prod's foreign keys."""
-    plans = ctx.plans()
-    check_declared_order(declared_deps, {t: p.prod for t, p in plans.items() if p.prod is not None})
+    """The table's plan, once the declared load order is checked against prod's foreign keys (of every
+    table prod could describe, planned or not)."""
+    check_declared_order(declared_deps, ctx.planning().prod_catalog)
     return ctx.plan(table)
 
 
@@ -151,7 +171,7 @@ def run_load(
     export: ExportResult,
     *,
     declared_deps: Mapping[str, Sequence[str]],
-    stamp: str | None = None,
+    run_id: str | None = None,
     report: Reporter | None = None,
 ) -> LoadOutcome:
     """Insert an export file into prod, after checking the declared load order against prod's foreign keys."""
@@ -170,7 +190,7 @@ def run_load(
             Path(export.path),
             rows=export.rows,
             reject_dir=ctx.settings.export_dir / REJECT_SUBDIR,
-            stamp=stamp or stamp_now(),
+            stamp=checked_run_id(run_id),
             already_in_prod=export.already_in_prod,
             report=report,
         )
@@ -181,17 +201,17 @@ def run_load(
 class _ExportThread:
     """The delta export of one table in a thread, writing a file that the load follows."""
 
-    def __init__(self, ctx: SyncContext, table: str, stamp: str, report: Reporter | None) -> None:
+    def __init__(self, ctx: SyncContext, table: str, run_id: str, report: Reporter | None) -> None:
         self.followed = FollowedFile()
         self._result: ExportResult | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(ctx, table, stamp, report),
+        self._thread = threading.Thread(target=self._run, args=(ctx, table, run_id, report),
                                         name=f"websync-export-{table}", daemon=True)
         self._thread.start()
 
-    def _run(self, ctx: SyncContext, table: str, stamp: str, report: Reporter | None) -> None:
+    def _run(self, ctx: SyncContext, table: str, run_id: str, report: Reporter | None) -> None:
         try:
-            self._result = run_export(ctx, table, scope="delta", stamp=stamp, report=report, follow=self.followed)
+            self._result = run_export(ctx, table, scope="delta", run_id=run_id, report=report, follow=self.followed)
         except BaseException as exc:  # handed to the load's thread by finish()
             self._error = exc
             self.followed.finished(exc)
@@ -217,6 +237,8 @@ class TableRun:
     export: ExportResult | None = None
     load: LoadOutcome | None = None
     error: SyncError | None = None
+    #: loaded without its export selected: the delta was exported again, so that the counts are prod's now
+    reexported: bool = False
 
     @property
     def landed(self) -> bool:
@@ -231,35 +253,25 @@ def run_tables(
     load: Sequence[str],
     scope: str = "delta",
     declared_deps: Mapping[str, Sequence[str]],
-    previous_export: Callable[[str], ExportResult | None] = lambda table: None,
+    run_id: str,
     report: Reporter | None = None,
 ) -> Iterator[TableRun]:
     """Export and/or load tables in FK order, one ``TableRun`` each, as each finishes.
 
-    A table both exported (delta) and loaded is streamed: the load follows the export file as it is
-    written. A table loaded without being exported loads ``previous_export(table)``. A table whose
-    declared dependencies did not land is not loaded (an error says why), like a downstream asset.
+    A table loaded (delta) is streamed: the load follows the export file as it is written. A table
+    loaded without being exported is exported again first: an export recorded earlier may predate
+    prod's current state, and the counts must be prod's. A table that cannot be planned, or whose
+    declared dependencies did not land, is not loaded (its error says why); the others are. Every
+    file the run writes has ``run_id`` in its name.
     """
-    stamp = stamp_now()
+    run_id = checked_run_id(run_id)
     not_landed: list[str] = []
     for table in [t for t in ctx.settings.tables if t in export or t in load]:
         run = TableRun(table)
+        blocked = [d for d in declared_deps.get(table, ()) if d in not_landed and d in load]
         try:
-            blocked = [d for d in declared_deps.get(table, ()) if d in not_landed and d in load]
-            if table in load and blocked:
-                if table in export:
-                    run.export = run_export(ctx, table, scope=scope, stamp=stamp, report=report)
-                raise TableSyncError(table, f"not loaded: {', '.join(blocked)} did not land in prod")
-            if table in export and table in load and scope == "delta":
-                _export_and_load(ctx, run, declared_deps, stamp, report)
-            elif table in export:
-                run.export = run_export(ctx, table, scope=scope, stamp=stamp, report=report)
-            if table in load and run.load is None:
-                shipped = run.export or previous_export(table)
-                if shipped is None:
-                    raise TableSyncError(table, f"nothing to load: no export of {table} yet (materialize "
-                                                f"{table}/export first)")
-                run.load = run_load(ctx, table, shipped, declared_deps=declared_deps, stamp=stamp, report=report)
+            _run_table(ctx, run, exported=table in export, loaded=table in load, scope=scope,
+                       declared_deps=declared_deps, blocked=blocked, run_id=run_id, report=report)
         except SyncError as exc:
             run.error = exc
         if table in load and not run.landed:
@@ -267,8 +279,27 @@ def run_tables(
         yield run
 
 
+def _run_table(
+    ctx: SyncContext, run: TableRun, *, exported: bool, loaded: bool, scope: str,
+    declared_deps: Mapping[str, Sequence[str]], blocked: Sequence[str], run_id: str, report: Reporter | None,
+) -> None:
+    """One table's turn in ``run_tables``; fills ``run`` or raises the error that stops the table."""
+    table = run.table
+    if loaded and blocked:
+        if exported:
+            run.export = run_export(ctx, table, scope=scope, run_id=run_id, report=report)
+        raise TableSyncError(table, f"not loaded: {', '.join(blocked)} did not land in prod")
+    if loaded and (scope == "delta" or not exported):
+        run.reexported = not exported
+        _export_and_load(ctx, run, declared_deps, run_id, report)
+    elif exported:
+        run.export = run_export(ctx, table, scope=scope, run_id=run_id, report=report)
+        if loaded:  # a full export: refused with the reason
+            run.load = run_load(ctx, table, run.export, declared_deps=declared_deps, run_id=run_id, report=report)
+
+
 def _export_and_load(
-    ctx: SyncContext, run: TableRun, declared_deps: Mapping[str, Sequence[str]], stamp: str,
+    ctx: SyncContext, run: TableRun, declared_deps: Mapping[str, Sequence[str]], run_id: str,
     report: Reporter | None,
 ) -> None:
     """The delta export in a thread and the load following its file: the overlap of a raw COPY pipe.
@@ -276,10 +307,10 @@ def _export_and_load(
     plan = _checked_plan(ctx, run.table, declared_deps)
     prod = ctx.prod  # opened here: the export thread then only borrows it to read prod's keys
     sent_before = ctx.transport.wire_bytes_sent()
-    exporter = _ExportThread(ctx, run.table, stamp, report)
+    exporter = _ExportThread(ctx, run.table, run_id, report)
     try:
         result = load_followed(prod, plan, exporter.followed, exporter.finish,
-                               reject_dir=ctx.settings.export_dir / REJECT_SUBDIR, stamp=stamp, report=report)
+                               reject_dir=ctx.settings.export_dir / REJECT_SUBDIR, stamp=run_id, report=report)
     finally:
         run.export = exporter.result_if_done()
         exporter.followed.close()

@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 
 from websync_dagster.assets import DECLARED_DEPS
-from websync_dagster.pipeline import LoadOutcome, SyncContext, run_load, run_tables
+from websync_dagster.pipeline import LoadOutcome, SyncContext, new_run_id, run_load, run_tables
 from websync_dagster.settings import Settings
 from websync_dagster.sync.export import ExportResult
 
@@ -20,7 +20,7 @@ def sync_all(settings: Settings) -> dict[str, LoadOutcome]:
     outcomes = {}
     with SyncContext(settings) as ctx:
         tables = settings.tables
-        for run in run_tables(ctx, export=tables, load=tables, declared_deps=DECLARED_DEPS):
+        for run in run_tables(ctx, export=tables, load=tables, declared_deps=DECLARED_DEPS, run_id=new_run_id()):
             if run.error is not None:
                 raise run.error
             assert run.load is not None

@@ -119,8 +119,11 @@ WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname = A
 """
 
 
-def read_catalog(session: QuerySession, tables: list[str], *, side: str) -> dict[str, TableInfo]:
-    """The catalog of ``tables`` in one database; a missing table is a ConfigError naming it."""
+def read_catalog(
+    session: QuerySession, tables: list[str], *, side: str, require_all: bool = True
+) -> dict[str, TableInfo]:
+    """The catalog of ``tables`` in one database; a missing table is a ConfigError naming it, or, with
+    ``require_all=False``, is left out (so that the caller can stop only that table)."""
     rows = session.query(sql.SQL(_CATALOG_QUERY).format(tables=sql.Literal(list(tables))))
     found: dict[str, TableInfo] = {}
     for row in rows:
@@ -140,6 +143,6 @@ def read_catalog(session: QuerySession, tables: list[str], *, side: str) -> dict
             ),
         )
     missing = [t for t in tables if t not in found]
-    if missing:
+    if missing and require_all:
         raise ConfigError(f"table {', '.join(missing)} not found in the {side} database")
-    return {t: found[t] for t in tables}
+    return {t: found[t] for t in tables if t in found}

@@ -40,8 +40,9 @@ class ExportResult:
         return cls(**{**data, "columns": tuple(data["columns"])})
 
 
-def export_path(export_dir: Path, table: str, stamp: str) -> Path:
-    return export_dir / f"{table}_{stamp}.csv"
+def export_path(export_dir: Path, table: str, run_id: str) -> Path:
+    """The run's own export file of ``table``: two runs never share one."""
+    return export_dir / f"{table}_{run_id}.csv"
 
 
 def _select_list(columns: Sequence[str], overrides: Mapping[str, Any]) -> sql.Composed:
@@ -107,6 +108,15 @@ def _delta_filter(
     return sql.SQL(" AND ").join(sql.SQL("NOT {}").format(c) for c in conditions), already, clashes
 
 
+def _publish(partial: Path, path: Path) -> None:
+    """Give the finished file its final name without ever replacing a file already there (a link
+    fails with FileExistsError where a rename would overwrite)."""
+    try:
+        os.link(partial, path)
+    finally:
+        partial.unlink()
+
+
 def export_table(
     dev: psycopg.Connection,
     table: str,
@@ -167,7 +177,7 @@ def _export(
             _select_list(columns, overrides), sql.Identifier(table), where
         )
         progress = Progress(f"{table} export", report)
-        with open(partial, "wb") as out, cur.copy(query) as copy:
+        with open(partial, "xb") as out, cur.copy(query) as copy:
             if follow is not None:
                 follow.opened(partial)
             told = 0
@@ -180,7 +190,7 @@ def _export(
                     follow.grew()
                     told = size
         rows = cur.rowcount
-    os.replace(partial, path)
+    _publish(partial, path)
     return ExportResult(
         table=table,
         path=str(path),

@@ -395,13 +395,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _write_rejects(reject_dir: Path, table: str, stamp: str, rejects: list[dict[str, Any]]) -> str | None:
+    """The run's own reject file (``stamp`` is the run id), created exclusively: never another run's."""
     if not rejects:
         return None
     reject_dir.mkdir(parents=True, exist_ok=True)
     path = reject_dir / f"{table}_{stamp}.rejects.jsonl"
-    with open(path, "w", encoding="utf-8") as out:
-        for reject in rejects:
-            out.write(json.dumps({"table": table, **reject}, ensure_ascii=False) + "\n")
+    try:
+        with open(path, "x", encoding="utf-8") as out:
+            for reject in rejects:
+                out.write(json.dumps({"table": table, **reject}, ensure_ascii=False) + "\n")
+    except FileExistsError:
+        raise TableSyncError(table, f"{len(rejects)} rows were rejected but {path} already exists: it was left as "
+                             f"it was and these rejects were not written (the inserted rows are committed)") from None
     return str(path)
 
 

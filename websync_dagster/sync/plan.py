@@ -34,10 +34,18 @@ class TablePlan:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     dev: TableInfo | None = None
     prod: TableInfo | None = None
+    #: overrides not applied: column -> why (e.g. prod has no such column)
+    overrides_skipped: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know although the table can be synced."""
+        return [f"override of {column} skipped: {why}" for column, why in self.overrides_skipped.items()]
 
 
 def plan_table(dev: TableInfo, prod: TableInfo, overrides: Mapping[str, Any] | None = None) -> TablePlan:
-    """Match dev's and prod's columns by name; refuse what cannot be inserted."""
+    """Match dev's and prod's columns by name; refuse what cannot be inserted. An override of a column
+    that is not shipped (e.g. prod has no such column) is skipped and reported, not refused."""
     table = dev.name
     key = dev.primary_key
     if len(key) != 1 or prod.primary_key != key:
@@ -61,9 +69,7 @@ def plan_table(dev: TableInfo, prod: TableInfo, overrides: Mapping[str, Any] | N
         for name in shipped
         if dev.column(name).type != prod.column(name).type
     )
-    unknown = sorted(set(overrides or {}) - prod_names)
-    if unknown:
-        raise TableSyncError(table, f"override for unknown prod column {', '.join(unknown)}")
+    overrides = overrides or {}
     return TablePlan(
         table=table,
         key=key[0],
@@ -71,7 +77,17 @@ def plan_table(dev: TableInfo, prod: TableInfo, overrides: Mapping[str, Any] | N
         dev_only=dev_only,
         prod_only=prod_only,
         type_mismatches=mismatches,
-        overrides={k: v for k, v in (overrides or {}).items() if k in shipped},
+        overrides={k: v for k, v in overrides.items() if k in shipped},
         dev=dev,
         prod=prod,
+        overrides_skipped={k: _why_not_applied(k, prod) for k in overrides if k not in shipped},
     )
+
+
+def _why_not_applied(column: str, prod: TableInfo) -> str:
+    """Why an override of ``column`` cannot be applied: the column is not shipped."""
+    if column not in prod.column_names:
+        return "prod has no such column"
+    if prod.column(column).generated:
+        return "prod generates that column"
+    return "dev has no such column (prod's default applies)"
