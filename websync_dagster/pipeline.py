@@ -253,7 +253,7 @@ def run_tables(
     load: Sequence[str],
     scope: str = "delta",
     declared_deps: Mapping[str, Sequence[str]],
-    run_id: str,
+    run_id: str | None = None,
     report: Reporter | None = None,
 ) -> Iterator[TableRun]:
     """Export and/or load tables in FK order, one ``TableRun`` each, as each finishes.
@@ -262,7 +262,7 @@ def run_tables(
     loaded without being exported is exported again first: an export recorded earlier may predate
     prod's current state, and the counts must be prod's. A table that cannot be planned, or whose
     declared dependencies did not land, is not loaded (its error says why); the others are. Every
-    file the run writes has ``run_id`` in its name.
+    file the run writes has ``run_id`` in its name (Dagster's run id; None: a new one).
     """
     run_id = checked_run_id(run_id)
     not_landed: list[str] = []
