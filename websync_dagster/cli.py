@@ -5,21 +5,32 @@ them) and prints what happened. Also takes the runbook's ``--export``, ``--statu
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
+from dagster import (
+    DagsterEventType,
+    ExecuteInProcessResult,
+    Field,
+    InitLoggerContext,
+    JobDefinition,
+    LoggerDefinition,
+    logger,
+)
 from dotenv import load_dotenv
 
-from websync_dagster.instance import prepare_dagster_home
+from websync_dagster.instance import WaitInterrupted, WaitTimeout, open_instance, run_tags, wait_for_pools
 from websync_dagster.report import text_table
 from websync_dagster.settings import load_settings
 from websync_dagster.sync.errors import SyncError
 from websync_dagster.sync.tables import DEFAULT_TABLES
 
 JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job"}
+#: exit codes: a run failed; bad configuration; interrupted (Ctrl-C, as a shell reports SIGINT)
+FAILED, BAD_CONFIG, INTERRUPTED = 1, 2, 130
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -30,6 +41,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                             help=f"same as 'websync {flag}' (the runbook's flag)")
     parser.add_argument("--env-file", default=".env", help="dotenv file (the environment wins); default .env")
     parser.add_argument("--quiet", action="store_true", help="only the final table")
+    parser.add_argument("--debug", action="store_true", help="Dagster's own log, with the stack trace of a failure")
     args = parser.parse_args(argv)
     flags = args.flag or []
     if len(flags) > 1 or (flags and args.mode and args.mode != flags[0]):
@@ -71,6 +83,7 @@ def summary_rows(mode: str, result: ExecuteInProcessResult) -> list[dict[str, An
 
 
 def failures(result: ExecuteInProcessResult) -> list[str]:
+    """One line per problem the run's steps reported."""
     lines = []
     for event in result.all_events:
         if event.event_type == DagsterEventType.STEP_FAILURE:
@@ -84,47 +97,111 @@ def failures(result: ExecuteInProcessResult) -> list[str]:
     return lines
 
 
-def run(mode: str, *, env_file: str = ".env", quiet: bool = False) -> int:
+def one_line_per_cause(lines: Sequence[str]) -> list[str]:
+    """``<table>: <cause>`` lines with the same cause become one line naming the tables (an unreachable
+    server fails every table the same way); other lines are kept once each, in order."""
+    tables_by_cause: dict[str, list[str]] = {}
+    for line in lines:
+        table, sep, cause = line.partition(": ")
+        if sep and table in DEFAULT_TABLES:
+            tables_by_cause.setdefault(cause, []).append(table)
+        else:
+            tables_by_cause.setdefault(line, [])
+    return [f"{', '.join(dict.fromkeys(tables))}: {cause}" if tables else cause
+            for cause, tables in tables_by_cause.items()]
+
+
+class _MessagesOnly(logging.Handler):
+    """What the steps say (progress, warnings), one plain line each; Dagster's own events (step started,
+    failed with its stack trace...) are left out: the CLI prints its own line per failure."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None) or {}
+        if meta.get("dagster_event") is not None:
+            return
+        text = meta.get("orig_message", record.getMessage())
+        prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        print(f"websync: {prefix}{text}", file=sys.stderr, flush=True)
+
+
+@logger(config_schema={"log_level": Field(str, is_required=False, default_value="INFO")},
+        description="The step's messages only, one line each (websync's CLI without --debug).")
+def messages_logger(init_context: InitLoggerContext) -> logging.Logger:
+    log = logging.Logger("websync", level=init_context.logger_config["log_level"])
+    log.addHandler(_MessagesOnly())
+    return log
+
+
+def job_for_cli(job: JobDefinition, debug: bool) -> JobDefinition:
+    """The job as the CLI runs it: Dagster's console log with --debug, otherwise the steps' messages only."""
+    if debug:
+        return job
+    loggers: dict[str, LoggerDefinition] = {"console": messages_logger}
+    return job.with_logger_defs(loggers)
+
+
+def job_pools(job: JobDefinition) -> list[str]:
+    """The concurrency pools the job's steps take a slot of (prod_sync for the sync and export jobs)."""
+    return sorted({op.pool for op in job.graph.iterate_op_defs() if op.pool})
+
+
+def say(line: str) -> None:
+    print(f"websync: {line}", file=sys.stderr, flush=True)
+
+
+def error(line: str) -> None:
+    print(f"websync: error: {line}", file=sys.stderr, flush=True)
+
+
+def run(mode: str, *, env_file: str = ".env", quiet: bool = False, debug: bool = False) -> int:
     """Run one mode's job; return the process exit code."""
     try:
         settings = load_settings(env_file=env_file)
     except SyncError as exc:
-        print(f"websync: error: {exc}", file=sys.stderr)
-        return 2
+        error(str(exc))
+        return BAD_CONFIG
     if env_file and Path(env_file).is_file():
         load_dotenv(env_file, override=False)  # the job's resource reads the same variables
-    home = prepare_dagster_home()
+    instance, home = open_instance()
     from websync_dagster.definitions import defs  # after the .env is loaded: jobs read WEBSYNC_TABLES
 
-
     job = defs.resolve_job_def(JOBS[mode])
-    instance = DagsterInstance.get()
     redact = settings.redactor()
     if not quiet:
         where = ", ".join(f"{k}={v}" for k, v in settings.describe().items())
         print(f"websync {mode}: {where}; Dagster instance {home}", file=sys.stderr)
+    try:
+        wait_for_pools(instance, job_pools(job), settings.wait_s, say)
+    except WaitTimeout as exc:
+        error(str(exc))
+        return FAILED
+    except WaitInterrupted as exc:
+        error(str(exc))
+        return INTERRUPTED
     log_level = "WARNING" if quiet else "INFO"
-    result = job.execute_in_process(
+    result = job_for_cli(job, debug).execute_in_process(
         instance=instance,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        tags={"websync/cli": mode},
+        tags={"websync/cli": mode, **run_tags()},
     )
     rows = summary_rows(mode, result)
     if rows:
         print(redact(text_table(rows)))
     if result.success:
-        print(f"websync {mode}: run {result.run_id} succeeded", file=sys.stderr)
+        if not quiet:
+            print(f"websync {mode}: run {result.run_id} succeeded", file=sys.stderr)
         return 0
-    for line in failures(result):
-        print(f"websync: error: {redact(line)}", file=sys.stderr)
-    print(f"websync {mode}: run {result.run_id} failed", file=sys.stderr)
-    return 1
+    for line in one_line_per_cause(failures(result)) or [f"run {result.run_id} failed"]:
+        error(redact(line))
+    if not quiet:
+        print(f"websync {mode}: run {result.run_id} failed", file=sys.stderr)
+    return FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    return run(args.mode, env_file=args.env_file, quiet=args.quiet)
+    return run(args.mode, env_file=args.env_file, quiet=args.quiet, debug=args.debug)
 
 
 if __name__ == "__main__":
