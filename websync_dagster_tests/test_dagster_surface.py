@@ -106,7 +106,8 @@ def test_cli_fails_naming_the_table_when_a_table_fails(sync_env, capsys):
     with sync_env.prod() as prod:
         prod.execute("ALTER EVENT TRIGGER websync_ddl_guard DISABLE")
         prod.execute("CREATE FUNCTION no_files() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                     "RAISE EXCEPTION 'quota exceeded for web_files'; END $$")
+                     "RAISE EXCEPTION 'quota exceeded for web_files' "
+                     "USING ERRCODE = 'disk_full'; END $$")  # not a row's fault (that is a reject): a failure
         prod.execute("CREATE TRIGGER no_files BEFORE INSERT ON web_files FOR EACH ROW EXECUTE FUNCTION no_files()")
         prod.execute("ALTER EVENT TRIGGER websync_ddl_guard ENABLE")
     assert websync_main(["sync", "--env-file", "/dev/null", "--quiet"]) == 1
@@ -219,7 +220,8 @@ def test_a_failed_table_stops_only_the_tables_that_depend_on_it(sync_env, capsys
     with sync_env.prod() as prod:
         prod.execute("ALTER EVENT TRIGGER websync_ddl_guard DISABLE")
         prod.execute("CREATE FUNCTION no_sources() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                     "RAISE EXCEPTION 'sources are frozen'; END $$")
+                     "RAISE EXCEPTION 'sources are frozen' "
+                     "USING ERRCODE = 'insufficient_privilege'; END $$")  # a table's failure, not a row's
         prod.execute("CREATE TRIGGER no_sources BEFORE INSERT ON web_sources "
                      "FOR EACH ROW EXECUTE FUNCTION no_sources()")
         prod.execute("ALTER EVENT TRIGGER websync_ddl_guard ENABLE")
