@@ -62,19 +62,35 @@ class PsycopgSession(ProdSession):
     def run_transaction(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
         results: list[list[dict[str, Any]]] = []
         with self.conn.transaction(), self.conn.cursor() as cur:
-            for step in steps:
-                if isinstance(step, Statement):
-                    cur.execute(step.query)
-                elif isinstance(step, Query):
-                    cur.execute(as_json_rows(step.query))
-                    row = cur.fetchone()
-                    results.append(row[0] if row else [])
-                elif isinstance(step, CopyIn):
-                    with cur.copy(step.query) as copy:
-                        for chunk in step.source():
-                            copy.write(chunk)
-                    results.append([{"rows": cur.rowcount}])
+            try:
+                for step in steps:
+                    self._run_step(cur, step, results)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    self._abandon()
+                raise
         return results
+
+    @staticmethod
+    def _run_step(cur: psycopg.Cursor[Any], step: Step, results: list[list[dict[str, Any]]]) -> None:
+        if isinstance(step, Statement):
+            cur.execute(step.query)
+        elif isinstance(step, Query):
+            cur.execute(as_json_rows(step.query))
+            row = cur.fetchone()
+            results.append(row[0] if row else [])
+        elif isinstance(step, CopyIn):
+            with cur.copy(step.query) as copy:
+                for chunk in step.source():
+                    copy.write(chunk)
+            results.append([{"rows": cur.rowcount}])
+
+    def _abandon(self) -> None:
+        """Interrupted (Ctrl-C) mid-transaction: cancel what prod is running and drop the connection, so
+        that prod rolls back and releases the table's lock now, even if it was waiting on a lock itself."""
+        with contextlib.suppress(Exception):
+            self.conn.cancel_safe(timeout=5)
+        self.conn.close()
 
 
 class DirectTransport(ProdTransport):

@@ -1,0 +1,222 @@
+"""Faults in the middle of a table's load, on real servers: the SSH connection cut, prod restarted, prod's
+backend terminated, Ctrl-C to ``websync sync``, and a run paused with SIGSTOP.
+
+To be inside a table's transaction at a known point, a test trigger on prod's ``web_pages`` makes the
+load wait on an advisory lock the test holds, after some rows are already written in that transaction.
+The fault is injected there. Then: ``web_pages`` is as it was, the tables loaded before it keep what
+they committed, the error is one line naming ``web_pages``, and the next run completes with no row
+loaded twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from websync_dagster.assets import DECLARED_DEPS
+from websync_dagster.pipeline import SyncContext, TableRun, run_tables
+from websync_dagster.settings import Settings
+from websync_dagster_tests.helpers import sync_all, table_snapshot
+
+TABLES = ("web_sources", "knowledge_base", "web_pages", "web_files")
+EARLIER = ("web_sources", "knowledge_base")
+PAUSE_KEY = "websync-test:pause"
+#: the row of web_pages (in the order prod inserts them) at which the load waits for the test
+PAUSE_AT_ROW = 50
+
+# Waits, at the PAUSE_AT_ROW-th row inserted, for the advisory lock the test holds. The sequence is not
+# transactional: once passed, the pause never comes back (the next run is not held). With the argument
+# 'not copy', rows inserted by a COPY do not count (the pause lands in the staged INSERT).
+PAUSE_TRIGGER = """
+CREATE SEQUENCE websync_test_rows;
+CREATE FUNCTION websync_test_pause() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_ARGV[0] = 'not copy' AND current_query() ILIKE 'copy%' THEN RETURN NEW; END IF;
+  IF nextval('websync_test_rows') = {row} THEN
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended('{key}', 0));
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER websync_test_pause BEFORE INSERT ON web_pages FOR EACH ROW EXECUTE FUNCTION websync_test_pause('{when}');
+"""
+
+
+def _install_pause(prod: psycopg.Connection, when: str = "any") -> None:
+    prod.execute("ALTER EVENT TRIGGER websync_ddl_guard DISABLE")
+    prod.execute(PAUSE_TRIGGER.format(row=PAUSE_AT_ROW, key=PAUSE_KEY, when=when))
+    prod.execute("ALTER EVENT TRIGGER websync_ddl_guard ENABLE")
+
+
+@contextlib.contextmanager
+def _pause_lock_held(url: str) -> Iterator[psycopg.Connection]:
+    """A test session holding the pause lock; released when the block ends (or when its server goes away)."""
+    holder = psycopg.connect(url, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [PAUSE_KEY])
+    try:
+        yield holder
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            holder.close()
+
+
+def _paused_backend(url: str, timeout: float = 60) -> int:
+    """The pid of prod's backend waiting on the pause lock, once the load has reached it."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()
+            if row:
+                return row[0]
+            time.sleep(0.05)
+    raise AssertionError("the load never reached the paused row")
+
+
+def _wait_backend_gone(url: str, pid: int, timeout: float) -> float:
+    """Seconds until prod's backend ``pid`` has ended (fails after ``timeout``)."""
+    started = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() - started < timeout:
+            if not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+                return time.monotonic() - started
+            time.sleep(0.05)
+    raise AssertionError(f"prod's backend {pid} still there after {timeout} s")
+
+
+class SyncInThread:
+    """A whole sync (every table, as websync_job runs them) in a thread; each table's TableRun kept."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.runs: dict[str, TableRun] = {}
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._sync, args=(settings,), daemon=True)
+        self.thread.start()
+
+    def _sync(self, settings: Settings) -> None:
+        try:
+            with SyncContext(settings) as ctx:
+                tables = settings.tables
+                for run in run_tables(ctx, export=tables, load=tables, declared_deps=DECLARED_DEPS):
+                    self.runs[run.table] = run
+        except BaseException as exc:  # noqa: BLE001 - examined by the test thread
+            self.errors.append(exc)
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the sync did not end"
+        assert not self.errors, self.errors
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "websync_dagster.cli", "sync", "--env-file", "/dev/null", *args],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _snapshots(url: str, tables: tuple[str, ...] = TABLES) -> dict[str, dict]:
+    with psycopg.connect(url, autocommit=True) as prod:
+        return {t: table_snapshot(prod, t) for t in tables}
+
+
+def _restart(server) -> None:
+    """Stop prod (fast shutdown: every backend ends, open transactions roll back) and start it again on
+    the same port: the server is shared by the whole session."""
+    port = server.port
+    server.stop()
+    server.start()
+    assert server.port == port
+
+
+def _assert_next_run_completes(sync_env, settings: Settings, before: dict[str, dict]) -> None:
+    """The run after the fault: web_pages and web_files land, the earlier tables get nothing twice."""
+    outcomes = sync_all(settings)
+    for table in EARLIER:
+        assert outcomes[table].result.inserted == 0, table
+    assert outcomes["web_pages"].result.inserted > PAUSE_AT_ROW
+    after = _snapshots(sync_env.prod_url)
+    for table in TABLES:
+        assert {i: after[table][i] for i in before[table]} == before[table], table
+        assert len(after[table]) == outcomes[table].result.after, table
+    with sync_env.prod() as prod:
+        dupes = prod.execute("SELECT count(*) FROM (SELECT web_source_id, url_hash FROM web_pages "
+                             "GROUP BY 1, 2 HAVING count(*) > 1) d").fetchone()[0]
+        assert dupes == 0
+
+
+FAULTS = [
+    ("terminate", "direct"), ("terminate", "ssh_tunnel"), ("terminate", "ssh_psql"),
+    ("restart", "direct"), ("restart", "ssh_psql"),
+    ("ssh_cut", "ssh_tunnel"), ("ssh_cut", "ssh_psql"),
+]
+
+
+@pytest.mark.parametrize(("fault", "prod_via"), FAULTS, indirect=["prod_via"])
+def test_a_fault_mid_table_rolls_that_table_back_and_the_next_run_completes(sync_env, prod_via, fault, request):
+    settings = prod_via(sync_env)
+    before = _snapshots(sync_env.prod_url)
+    with sync_env.prod() as prod:
+        _install_pause(prod)
+    with _pause_lock_held(sync_env.prod_url):
+        sync = SyncInThread(settings)
+        pid = _paused_backend(sync_env.prod_url)
+        at_pause = _snapshots(sync_env.prod_url, EARLIER)
+        if fault == "terminate":
+            with sync_env.prod() as prod:
+                assert prod.execute("SELECT pg_terminate_backend(%s, 10000)", [pid]).fetchone()[0]
+        elif fault == "restart":
+            _restart(sync_env.prod_server)
+        else:
+            assert request.getfixturevalue("vps").sshd.kill_sessions() >= 1
+    # the lock is released: a backend whose client is gone goes on and sees it at its next read
+    sync.join(120)
+    _wait_backend_gone(sync_env.prod_url, pid, 30)
+    runs = sync.runs
+    assert all(runs[t].landed for t in EARLIER), {t: runs[t].error for t in EARLIER}
+    error = str(runs["web_pages"].error)
+    assert error.startswith("web_pages: ") and "\n" not in error, error
+    assert runs["web_files"].load is None and "\n" not in str(runs["web_files"].error)
+    print(fault, error, runs["web_files"].error, sep="\n")
+    after = _snapshots(sync_env.prod_url)
+    assert after["web_pages"] == before["web_pages"]
+    assert after["web_files"] == before["web_files"]
+    for table in EARLIER:
+        assert after[table] == at_pause[table], table
+        assert len(after[table]) > len(before[table]), table
+    _assert_next_run_completes(sync_env, settings, before)
+
+
+def test_ctrl_c_mid_table_rolls_that_table_back_and_the_next_run_completes(sync_env):
+    before = _snapshots(sync_env.prod_url)
+    with sync_env.prod() as prod:
+        _install_pause(prod)
+    with _pause_lock_held(sync_env.prod_url):
+        cli = _cli(sync_env.env)
+        pid = _paused_backend(sync_env.prod_url)
+        at_pause = _snapshots(sync_env.prod_url, EARLIER)
+        cli.send_signal(signal.SIGINT)
+        _, stderr = cli.communicate(timeout=60)
+        # prod's backend ends now, though it was waiting on a lock (websync cancels it on Ctrl-C)
+        _wait_backend_gone(sync_env.prod_url, pid, 10)
+    assert cli.returncode != 0
+    print(stderr)
+    lines = [line for line in stderr.splitlines() if "web_pages" in line and "error" in line]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    after = _snapshots(sync_env.prod_url)
+    assert after["web_pages"] == before["web_pages"]
+    for table in EARLIER:
+        assert after[table] == at_pause[table], table
+        assert len(after[table]) > len(before[table]), table
+    _assert_next_run_completes(sync_env, sync_env.settings(), before)
