@@ -274,6 +274,14 @@ def run_tables(
                        declared_deps=declared_deps, blocked=blocked, run_id=run_id, report=report)
         except SyncError as exc:
             run.error = exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                raise
+            # Ctrl-C (KeyboardInterrupt, or Dagster's interruption): say which table, and stop the run
+            raise TableSyncError(table, "interrupted; prod rolls back what this table had not committed, and "
+                                        "the next run ships only what prod lacks") from exc
         if table in load and not run.landed:
             not_landed.append(table)
         yield run
