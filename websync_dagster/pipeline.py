@@ -22,6 +22,7 @@ import psycopg
 from websync_dagster.settings import Settings
 from websync_dagster.sync.catalog import read_catalog
 from websync_dagster.sync.diff import TableDiff, diff_table
+from websync_dagster.sync.diff_cache import DiffCache
 from websync_dagster.sync.errors import ConfigError, SyncError, TableSyncError
 from websync_dagster.sync.export import ExportResult, export_path, export_table
 from websync_dagster.sync.follow import FollowedFile
@@ -332,7 +333,10 @@ def run_status(target: Settings | SyncContext) -> tuple[dict[str, int], list[dic
         return prod_counts(ctx.prod, ctx.settings.tables), web_sources_detail(ctx.prod)
 
 
-def run_diff(target: Settings | SyncContext) -> list[TableDiff]:
+def run_diff(target: Settings | SyncContext, cache_dir: Path | None = None) -> list[TableDiff]:
+    """``cache_dir``: where each side's per-bucket figures are kept between calls, so that the next diff hashes
+    again only the rows of buckets that changed (see sync/diff_cache.py); None hashes every row."""
+    cache = DiffCache(cache_dir) if cache_dir is not None else None
     with _context(target) as ctx:
         dev_session = PsycopgSession(ctx.dev)
-        return [diff_table(dev_session, ctx.prod, plan) for plan in ctx.plans().values()]
+        return [diff_table(dev_session, ctx.prod, plan, cache) for plan in ctx.plans().values()]
