@@ -142,17 +142,19 @@ class RunInProgress:
         return int(text) if text.isdigit() else None
 
     @property
+    def local(self) -> bool:
+        """Started by websync on this host: whether its process lives can be checked."""
+        return self.pid is not None and self.run.tags.get(HOST_TAG) == socket.gethostname()
+
+    @property
     def dead(self) -> bool:
-        """Started by websync on this host, and its process is gone."""
-        if self.pid is None or self.run.tags.get(HOST_TAG) != socket.gethostname():
-            return False
-        return not _process_alive(self.pid, self.run.tags.get(PID_START_TAG, ""))
+        return self.local and self.pid is not None and not _process_alive(
+            self.pid, self.run.tags.get(PID_START_TAG, ""))
 
     def who(self) -> str:
         if self.pid is None:
             return "not started by websync"
-        host = self.run.tags.get(HOST_TAG)
-        return f"pid {self.pid}" if host == socket.gethostname() else f"pid {self.pid} on {host}"
+        return f"pid {self.pid}" if self.local else f"pid {self.pid} on {self.run.tags.get(HOST_TAG)}"
 
     def describe(self, *, with_start: bool = False) -> str:
         when = f", started {datetime.fromtimestamp(self.started):%H:%M}" if with_start and self.started else ""
@@ -161,8 +163,10 @@ class RunInProgress:
 
 class WaitTimeout(Exception):
     def __init__(self, holder: RunInProgress, pools: Sequence[str], wait_s: float) -> None:
+        # websync can tell only its own runs on this host dead; any other run the user can end in the UI
+        hint = "" if holder.local else "; if it is dead, terminate it in the Dagster UI"
         super().__init__(f"{holder.describe()} still holds the {'/'.join(pools)} slot after {wait_s:g} s "
-                         "(WEBSYNC_WAIT_S); nothing was run")
+                         f"(WEBSYNC_WAIT_S); nothing was run{hint}")
 
 
 class WaitInterrupted(Exception):

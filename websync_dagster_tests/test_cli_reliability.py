@@ -174,8 +174,35 @@ def test_a_run_launched_outside_websync_is_waited_for_not_failed(cli_env, sync_e
     assert re.search(rf"^websync: waiting for run {run_id} \(not started by websync, started \d\d:\d\d\) "
                      r"to finish\.\.\.$", second.stderr, re.M), second.stderr
     assert "died" not in second.stderr
+    assert error_lines(second.stderr) == [
+        f"{ERROR} run {run_id} (not started by websync) still holds the prod_sync slot after 2 s (WEBSYNC_WAIT_S); "
+        "nothing was run; if it is dead, terminate it in the Dagster UI"]
     runs = DagsterInstance.from_config(str(home)).get_runs()
     assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS]
+
+
+def test_a_dead_run_not_started_by_websync_is_freed_once_terminated_in_the_ui(cli_env, sync_env, tmp_path):
+    """websync cannot tell whether a run it did not start is alive: it waits and says how to end it; once the
+    run is marked over (as the UI's force-terminate does), the next run frees the slot it left behind."""
+    home = Path(cli_env["DAGSTER_HOME"])
+    home.mkdir()
+    (home / "dagster.yaml").write_text(with_event_log_dir(instance_yaml({}), home))
+    with load_lock_held(sync_env.prod_url) as a_load_waits, open(tmp_path / "dagster.err", "w") as out:
+        other = subprocess.Popen([DAGSTER, "job", "execute", "-m", "websync_dagster.definitions", "-j", "websync_job"],
+                                 cwd=REPO, env=cli_env, stdout=out, stderr=subprocess.STDOUT)
+        a_load_waits()
+        run_id = run_in_progress(home)
+        other.send_signal(signal.SIGKILL)
+        other.wait(10)
+    waited = websync({**cli_env, "WEBSYNC_WAIT_S": "1"}, "sync", "--quiet", timeout=90)
+    assert waited.returncode == 1 and "terminate it in the Dagster UI" in waited.stderr, waited.stderr
+    instance = DagsterInstance.from_config(str(home))
+    instance.report_run_canceled(instance.get_run_by_id(run_id), message="force-terminated by the test")
+    assert instance.event_log_storage.get_concurrency_run_ids() == {run_id}  # Dagster leaves the slot held
+    done = websync(cli_env, "sync", "--quiet", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [line for line in done.stderr.splitlines() if run_id in line] == [
+        f"websync: run {run_id} is over but still held a concurrency slot; freed"]
 
 
 # --- item 8: two first runs on a new DAGSTER_HOME ---------------------------------------------------------------
