@@ -21,10 +21,16 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from websync_dagster.assets import DECLARED_DEPS
 from websync_dagster.pipeline import SyncContext, TableRun, run_tables
-from websync_dagster.settings import Settings
+from websync_dagster.settings import Settings, load_settings
+from websync_dagster.sync.errors import ConfigError
+from websync_dagster.transport import make_transport
+from websync_dagster.transport.base import Query
+from websync_dagster.transport.direct import IDLE_TIMEOUT_ENV, KEEPALIVE_IDLE_S
+from websync_dagster_tests.conftest import CONTAINER, PROD_PASSWORD, TRANSPORTS
 from websync_dagster_tests.helpers import sync_all, table_snapshot
 
 TABLES = ("web_sources", "knowledge_base", "web_pages", "web_files")
@@ -220,3 +226,74 @@ def test_ctrl_c_mid_table_rolls_that_table_back_and_the_next_run_completes(sync_
         assert after[table] == at_pause[table], table
         assert len(after[table]) > len(before[table]), table
     _assert_next_run_completes(sync_env, sync_env.settings(), before)
+
+
+IDLE_TIMEOUT_S = 3
+
+
+def _env_via(sync_env, transport: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment of a `websync` process reaching the test's prod through ``transport``."""
+    if transport == "direct":
+        return dict(sync_env.env)
+    vps = request.getfixturevalue("vps")
+    database = sync_env.prod_url.rsplit("/", 1)[1]
+    if transport == "ssh_tunnel":
+        url = f"postgresql://postgres:{PROD_PASSWORD}@docker:{CONTAINER}:{sync_env.prod_server.port}/{database}"
+        return {**sync_env.env, **vps.env(WEBSYNC_PROD_URL=url)}
+    command = f"docker exec -i {CONTAINER} psql -U postgres -d {database}"
+    return {**sync_env.env, **vps.env(WEBSYNC_PROD_URL="", WEBSYNC_PROD_PSQL=command)}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_paused_run_releases_prod_within_the_idle_timeout_and_a_second_run_completes(sync_env, transport, request):
+    """A run stopped (SIGSTOP, Ctrl-Z) while its transaction is open and idle: prod ends that session after
+    WEBSYNC_PROD_IDLE_TIMEOUT_S, which releases the table's lock; a second run started meanwhile completes."""
+    before = _snapshots(sync_env.prod_url)
+    with sync_env.prod() as prod:
+        _install_pause(prod, when="not copy")
+    env = {**_env_via(sync_env, transport, request), IDLE_TIMEOUT_ENV: str(IDLE_TIMEOUT_S)}
+    with _pause_lock_held(sync_env.prod_url):
+        first = _cli(env)
+        pid = _paused_backend(sync_env.prod_url)
+        first.send_signal(signal.SIGSTOP)
+    try:
+        # the INSERT goes on without its (stopped) client, then prod waits for it, idle in transaction
+        gone_after = _wait_backend_gone(sync_env.prod_url, pid, IDLE_TIMEOUT_S + 15)
+        second = SyncInThread(load_settings(env, env_file=None))
+        second.join(60)
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, stderr = first.communicate(timeout=60)
+    print(f"backend ended {gone_after:.1f} s after the pause")
+    assert all(run.landed for run in second.runs.values()), {t: r.error for t, r in second.runs.items()}
+    errors = [line for line in stderr.splitlines() if line.startswith("websync: error:")]
+    if transport != "ssh_psql":  # psql on the VPS had the whole script: it went on and committed
+        assert first.returncode != 0
+        assert errors and errors[0].startswith("websync: error: web_pages: "), stderr
+    assert all(line.startswith(("websync: error: web_pages: ", "websync: error: web_files: ")) for line in errors)
+    after = _snapshots(sync_env.prod_url)
+    for table in TABLES:
+        assert {i: after[table][i] for i in before[table]} == before[table], table
+    _assert_next_run_completes_with_nothing_new(sync_env)
+
+
+def _assert_next_run_completes_with_nothing_new(sync_env) -> None:
+    outcomes = sync_all(sync_env.settings())
+    assert all(outcome.result.inserted == 0 for outcome in outcomes.values())
+
+
+def test_every_prod_session_ends_when_idle_in_a_transaction(sync_env, prod_via, monkeypatch):
+    """The timeout (and, over psycopg, the server's TCP keepalives) is set in the session that loads."""
+    monkeypatch.setenv(IDLE_TIMEOUT_ENV, "7")
+    settings = prod_via(sync_env)
+    with make_transport(settings).session() as session:
+        [[row]] = session.run_transaction([Query(sql.SQL(
+            "SELECT current_setting('idle_in_transaction_session_timeout') AS idle, "
+            "current_setting('tcp_keepalives_idle') AS keepalives_idle"))])
+    assert row["idle"] == "7s"
+    if prod_via.transport != "ssh_psql":  # psql's own connection on the VPS is a local one there
+        assert row["keepalives_idle"] == str(KEEPALIVE_IDLE_S)
+    monkeypatch.setenv(IDLE_TIMEOUT_ENV, "soon")
+    message = f"^{IDLE_TIMEOUT_ENV} must be a whole number of seconds above 0, not 'soon'$"
+    with pytest.raises(ConfigError, match=message), make_transport(settings).session():
+        pass

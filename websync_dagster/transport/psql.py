@@ -28,6 +28,7 @@ from psycopg import sql
 from websync_dagster.settings import Settings
 from websync_dagster.sync.errors import ConfigError, SyncError
 from websync_dagster.transport.base import CopyIn, ProdSession, Query, Statement, Step, as_json_rows
+from websync_dagster.transport.direct import idle_in_transaction_timeout_s
 from websync_dagster.transport.ssh import RemoteResult, SshConnection, SshError, SshTransport, remote_failure
 
 PSQL_OPTIONS = "-X -q -A -t -v ON_ERROR_STOP=1"
@@ -116,6 +117,8 @@ class PsqlSession(ProdSession):
         self.compression = compression
         self.raw_bytes = 0
         self.sent_bytes = 0
+        #: prod ends the transaction if psql waits this long for the rest of a script (client paused or gone)
+        self.idle_timeout_ms = idle_in_transaction_timeout_s() * 1000
 
     def _psql(self) -> str:
         return f"{self.command} {PSQL_OPTIONS}"
@@ -164,7 +167,7 @@ class PsqlSession(ProdSession):
             channel.close()
 
     def _script(self, steps: Sequence[Step]) -> Iterator[bytes]:
-        yield b"\\o /dev/null\nBEGIN;\n"
+        yield f"\\o /dev/null\nSET idle_in_transaction_session_timeout = {self.idle_timeout_ms};\nBEGIN;\n".encode()
         marks = 0
         for step in steps:
             if isinstance(step, Statement):

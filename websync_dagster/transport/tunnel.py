@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from websync_dagster.settings import Settings
 from websync_dagster.sync.errors import ConfigError
 from websync_dagster.sync.redact import safe_url
-from websync_dagster.transport.direct import PsycopgSession, connect
+from websync_dagster.transport.direct import PsycopgSession, connect, prod_session_params
 from websync_dagster.transport.ssh import (
     MAX_PACKET_BYTES,
     WINDOW_BYTES,
@@ -158,7 +158,8 @@ class SshTunnelTransport(SshTransport):
             try:
                 local = make_conninfo(self.url, host="127.0.0.1", port=str(forwarder.port))
                 shown = f"{safe_url(self.prod_url)} via SSH {ssh.where}"
-                conn = connect(local, what="prod", shown=shown, redactor=self.redactor, autocommit=True)
+                conn = connect(local, what="prod", shown=shown, redactor=self.redactor, autocommit=True,
+                               **prod_session_params(local))
                 try:
                     yield PsycopgSession(conn, self.name)
                 finally:
