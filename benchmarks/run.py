@@ -1,6 +1,6 @@
 """websync against raw COPY and the shell runbook, on the same data, in one run.
 
-    .venv/bin/python benchmarks/run.py [--scale 1.0] [--no-2x] [--repeat 3]
+    .venv/bin/python benchmarks/run.py [--scale 1.0] [--no-2x] [--repeat 3] [--only-diff]
 
 Measures (a) raw `COPY TO STDOUT | COPY FROM STDIN` between the two servers in FK order, (b) the
 runbook done locally with psql (`\\copy` to CSV, temp table, `INSERT ... SELECT ... ON CONFLICT (id)
@@ -8,6 +8,9 @@ DO NOTHING`), (c) websync full sync into an empty prod, (d) websync re-run with 
 with 1% new rows; (c)-(e) over `direct` and over `ssh_tunnel` through a loopback sshd. websync's time
 is the Dagster run as the instance records it (run start to run end); process start-up is reported on
 its own line. Prints seconds, rows/s, MB/s, bytes sent to prod, peak RSS and the ratios of the targets.
+The diff is measured without a cache and as dev_prod_diff_sensor ticks: a first (cold) tick with an empty
+cache, then a tick with nothing changed, with the bytes it made prod read (pg_statio_user_tables blocks of
+the four tables, heap, TOAST and indexes) against the tables' total size; ``--only-diff`` measures only that.
 """
 
 from __future__ import annotations
@@ -183,6 +186,97 @@ def diff_cost(bench: Bench, dev_url: str, prod_url: str, *, ssh: bool) -> dict:
             "ids_compared": sum(d.ids_compared for d in diffs), "wire_bytes": wire}
 
 
+def _prod_blocks_read(prod_url: str) -> int:
+    """Blocks of the four tables (heap, TOAST, their indexes) prod has read or found in its cache so far, once
+    every other session of the database has ended (a backend hands its counters over when it exits)."""
+    with psycopg.connect(prod_url, autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()").fetchone()[0]:
+            time.sleep(0.05)
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return conn.execute(
+            "SELECT sum(coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) + coalesce(toast_blks_read, 0) "
+            "+ coalesce(toast_blks_hit, 0) + coalesce(idx_blks_read, 0) + coalesce(idx_blks_hit, 0) "
+            "+ coalesce(tidx_blks_read, 0) + coalesce(tidx_blks_hit, 0))::bigint FROM pg_statio_user_tables "
+            "WHERE relname = ANY(%s)", [list(DEFAULT_TABLES)]).fetchone()[0]
+
+
+def diff_tick(bench: Bench, dev_url: str, prod_url: str, cache_dir: Path, *, ssh: bool) -> dict:
+    """One tick of dev_prod_diff_sensor's diff with its cache (connections and plans set up before the clock
+    starts, as in ``diff_cost``), and the bytes it made prod read, against the four tables' total size."""
+    env = {"WEBSYNC_DEV_URL": dev_url, "WEBSYNC_PROD_URL": prod_url}
+    if ssh:
+        s = bench.sshd
+        env.update(VPS_HOST=s.host, VPS_PORT=str(s.port), VPS_USER=s.user, VPS_KEY_FILE=str(s.key_file),
+                   VPS_KNOWN_HOSTS=str(s.known_hosts))
+    with psycopg.connect(prod_url) as conn:
+        block, total = conn.execute(
+            "SELECT current_setting('block_size')::int, sum(pg_total_relation_size(c.oid))::bigint "
+            "FROM pg_class AS c WHERE c.oid = ANY(%s::regclass[])", [list(DEFAULT_TABLES)]).fetchone()
+    before = _prod_blocks_read(prod_url)
+    with SyncContext(load_settings(env, env_file=None)) as ctx:
+        ctx.plans()
+        started = time.perf_counter()
+        diffs = run_diff(ctx, cache_dir=cache_dir)
+        seconds = time.perf_counter() - started
+    read = (_prod_blocks_read(prod_url) - before) * block
+    return {"seconds": seconds, "in_sync": all(d.in_sync for d in diffs), "prod_bytes_read": read,
+            "table_bytes": total, "read_share": read / total, "queries_per_side": sum(d.queries for d in diffs),
+            "rehashed_buckets": sum(d.rehashed_buckets for d in diffs)}
+
+
+def diff_ticks(bench: Bench, dev_url: str, prod_url: str, timed: Callable[[str, Callable[[], dict]], None],
+               label: str) -> None:
+    """A first tick with an empty cache (every row hashed, the cache written), then a tick with nothing changed."""
+    cache_dir = Path(tempfile.mkdtemp(prefix="diff-cache-", dir=bench.work))
+    ssh = label == "ssh_tunnel"
+    timed(f"diff_tick_cold_{label}", partial(diff_tick, bench, dev_url, prod_url, cache_dir, ssh=ssh))
+    timed(f"diff_tick_warm_{label}", partial(diff_tick, bench, dev_url, prod_url, cache_dir, ssh=ssh))
+
+
+def measure_diff_only(bench: Bench, factor: float, repeat: int) -> dict:
+    """``--only-diff``: dev at the scale, prod a raw COPY of it (in sync as far as the diff goes), then the
+    diff without a cache and the cold and warm ticks with one, over direct and ssh_tunnel."""
+    dev_url = bench.fresh(bench.dev, f"dev{str(factor).replace('.', '_')}")
+    with psycopg.connect(dev_url) as dev:
+        rows = generate(dev, Scale().times(factor))
+    prod_url = bench.fresh(bench.prod, "diffonly")
+    copied = raw_copy(bench, dev_url, prod_url)
+    with psycopg.connect(prod_url, autocommit=True) as prod:
+        prod.execute("VACUUM ANALYZE")
+    results: dict[str, list[dict]] = {"raw_copy": [copied]}
+
+    def timed(name: str, measure: Callable[[], dict]) -> None:
+        bench.settle()
+        results.setdefault(name, []).append(measure())
+
+    for _ in range(repeat):
+        for label in ("direct", "ssh_tunnel"):
+            timed(f"diff_in_sync_{label}", partial(diff_cost, bench, dev_url, prod_url, ssh=label == "ssh_tunnel"))
+            diff_ticks(bench, dev_url, prod_url, timed, label)
+    return {"factor": factor, "rows": rows, "results": results}
+
+
+def diff_report(scale: dict) -> list[str]:
+    r = scale["results"]
+    lines = [f"diff at x{scale['factor']}: {sum(scale['rows'].values())} rows, "
+             f"{median(r['raw_copy'], 'csv_bytes') / 1e6:.0f} MB of CSV"]
+    for label in ("direct", "ssh_tunnel"):
+        if f"diff_tick_warm_{label}" not in r:
+            continue
+        cold, warm = r[f"diff_tick_cold_{label}"], r[f"diff_tick_warm_{label}"]
+        lines.append(
+            f"  {label:10} no cache {median(r[f'diff_in_sync_{label}'], 'seconds'):5.2f} s | cold tick "
+            f"{median(cold, 'seconds'):5.2f} s, prod read {median(cold, 'prod_bytes_read') / 1e6:6.1f} MB | warm tick "
+            f"{median(warm, 'seconds'):5.2f} s (<= 1), prod read {median(warm, 'prod_bytes_read') / 1e6:5.2f} MB = "
+            f"{100 * median(warm, 'read_share'):4.1f}% of {warm[0]['table_bytes'] / 1e6:.0f} MB (<= 5%), "
+            f"{warm[0]['queries_per_side']} queries per side, {warm[0]['rehashed_buckets']} buckets re-hashed, "
+            f"in sync: {all(v['in_sync'] for v in warm)}, n={len(warm)}")
+    return lines
+
+
 def measure_scale(bench: Bench, factor: float, repeat: int) -> dict:
     dev_url = bench.fresh(bench.dev, f"dev{str(factor).replace('.', '_')}")
     with psycopg.connect(dev_url) as dev:
@@ -208,6 +302,7 @@ def measure_scale(bench: Bench, factor: float, repeat: int) -> dict:
             timed(f"websync_full_{label}", partial(websync, bench, dev_url, prod_url, home, ssh=ssh))
             timed(f"websync_rerun_{label}", partial(websync, bench, dev_url, prod_url, home, ssh=ssh))
             timed(f"diff_in_sync_{label}", partial(diff_cost, bench, dev_url, prod_url, ssh=ssh))
+            diff_ticks(bench, dev_url, prod_url, timed, label)
     # 1% new rows in dev; each repetition syncs them into a copy of a synced prod (of the last repetition)
     with psycopg.connect(dev_url) as dev:
         generate(dev, Scale().times(factor * 0.01), first=10_000_000)
@@ -260,7 +355,7 @@ def report(scale: dict) -> list[str]:
         f"re-run {median(r['websync_rerun_direct'], 'dagster_overhead_s'):5.2f} s, "
         f"1% {median(r['websync_1pct_direct'], 'dagster_overhead_s'):5.2f} s",
     ]
-    return lines
+    return lines + diff_report(scale)
 
 
 def main() -> int:
@@ -269,10 +364,22 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-2x", dest="twice", action="store_false")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--only-diff", action="store_true",
+                        help="only the diff: without a cache, and a cold then a warm tick with one (prod a raw COPY)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="websync-bench-"))
     bench = Bench(work)
     try:
+        if args.only_diff:
+            scales = [measure_diff_only(bench, args.scale, args.repeat)]
+            if args.twice:
+                scales.append(measure_diff_only(bench, args.scale * 2, args.repeat))
+            for scale in scales:
+                for line in diff_report(scale):
+                    print(line, flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(scales, indent=1, default=str))
+            return 0
         scales = [measure_scale(bench, args.scale, args.repeat)]
         for line in report(scales[0]):
             print(line, flush=True)
