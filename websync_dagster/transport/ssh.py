@@ -265,9 +265,12 @@ class SshConnection:
     def run(self, command: str, stdin: bytes = b"") -> RemoteResult:
         """Run a short command to completion."""
         channel = self.open_exec(command)
-        if stdin:
-            channel.sendall(stdin)
-        channel.shutdown_write()
+        try:
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+        except OSError:  # the command ended before reading its input (e.g. not found): its status says why
+            pass
         stdout = channel.makefile("rb").read()
         stderr = channel.makefile_stderr("rb").read()
         status = channel.recv_exit_status()
