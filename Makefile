@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-ssh demo-ui test bench clean
+.PHONY: install demo demo-ssh demo-ui test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,17 @@ demo-ssh: $(STAMP)
 demo-ui: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m websync_dagster.demo --ui
 
-test: $(STAMP)
-	bash .ci/install-sshd.sh
+lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: $(STAMP) lint
+	bash .ci/install-sshd.sh
 	WEBSYNC_REQUIRE_SSHD=$${WEBSYNC_REQUIRE_SSHD:-1} $(BIN)/python -m pytest -q -p no:cacheprovider
+
+# the fast layer alone: no server, no subprocess (seconds)
+test-fast: $(STAMP) lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not servers"
 
 bench: $(STAMP)
 	bash .ci/install-sshd.sh

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from websync_dagster.embedded import sample_data as sd
+from websync_dagster.demo import sample_data as sd
 
 LATIN = "abcdefghijklmnopqrstuvwxyzéèàçôî"
 ARABIC = "ابتثجحخدذرزسشصضطظعغفقكلمنهوي"

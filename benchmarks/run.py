@@ -36,12 +36,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.dataset import Scale, generate  # noqa: E402
-from websync_dagster.embedded.postgres import EmbeddedPostgres  # noqa: E402
-from websync_dagster.embedded.sample_schema import schema_ddl  # noqa: E402
-from websync_dagster.embedded.sshd import SshServer, start_sshd  # noqa: E402
-from websync_dagster.pipeline import SyncContext, run_diff  # noqa: E402
-from websync_dagster.settings import load_settings  # noqa: E402
-from websync_dagster.sync.tables import DEFAULT_TABLES  # noqa: E402
+from websync_dagster.core.settings import load_settings  # noqa: E402
+from websync_dagster.core.tables import DEFAULT_TABLES  # noqa: E402
+from websync_dagster.demo.postgres import EmbeddedPostgres  # noqa: E402
+from websync_dagster.demo.sample_schema import schema_ddl  # noqa: E402
+from websync_dagster.demo.sshd import SshServer, start_sshd  # noqa: E402
+from websync_dagster.engine.run import SyncContext, run_diff  # noqa: E402
 
 PASSWORD = "bench-pw-3141"
 

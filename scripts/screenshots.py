@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psycopg
 
-from websync_dagster.demo import _env_file, _read_env, _servers
-from websync_dagster.instance import prepare_dagster_home
+from websync_dagster.defs.instance import prepare_dagster_home
+from websync_dagster.demo.runner import _env_file, _read_env, _servers
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = {  # file -> (path, button to click first)

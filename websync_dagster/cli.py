@@ -22,11 +22,11 @@ from dagster import (
 )
 from dotenv import load_dotenv
 
-from websync_dagster.instance import WaitInterrupted, WaitTimeout, open_instance, run_tags, wait_for_pools
-from websync_dagster.report import text_table
-from websync_dagster.settings import load_settings
-from websync_dagster.sync.errors import SyncError
-from websync_dagster.sync.tables import DEFAULT_TABLES
+from websync_dagster.core.errors import SyncError
+from websync_dagster.core.report import text_table
+from websync_dagster.core.settings import load_settings
+from websync_dagster.core.tables import DEFAULT_TABLES
+from websync_dagster.defs.instance import WaitInterrupted, WaitTimeout, open_instance, run_tags, wait_for_pools
 
 JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job"}
 #: exit codes: a run failed; bad configuration; interrupted (Ctrl-C, as a shell reports SIGINT)
@@ -163,9 +163,9 @@ def run(mode: str, *, env_file: str = ".env", quiet: bool = False, debug: bool =
     if env_file and Path(env_file).is_file():
         load_dotenv(env_file, override=False)  # the job's resource reads the same variables
     instance, home = open_instance()
-    from websync_dagster.definitions import defs  # after the .env is loaded: jobs read WEBSYNC_TABLES
+    from websync_dagster.definitions import defs
 
-    job = defs.resolve_job_def(JOBS[mode])
+    job = defs().resolve_job_def(JOBS[mode])
     redact = settings.redactor()
     if not quiet:
         where = ", ".join(f"{k}={v}" for k, v in settings.describe().items())

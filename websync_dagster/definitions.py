@@ -1,18 +1,32 @@
-"""The code location: every asset, job, schedule, sensor and resource, assembled in one place."""
+"""The code location ``websync_dagster.definitions:defs`` (what workspace.yaml, ``dagster`` and ``dg`` load).
+
+The definitions are built when Dagster loads the location, not when this module is imported: the
+tables, the cron and the sensor's interval come from the environment then. A bad value there does not
+stop the location from loading (the UI, ``dagster definitions validate``): it is logged in one line and
+the defaults are used; a run refuses the same value in one line before it starts.
+"""
 
 from __future__ import annotations
 
-from dagster import Definitions
+import logging
 
-from websync_dagster.assets import sync_to_prod
-from websync_dagster.jobs import diff_job, export_job, status_job, websync_job, websync_nightly
-from websync_dagster.resources import WebsyncResource
-from websync_dagster.sensors import dev_prod_diff_sensor
+import dagster as dg
 
-defs = Definitions(
-    assets=[sync_to_prod],
-    jobs=[websync_job, export_job, status_job, diff_job],
-    schedules=[websync_nightly],
-    sensors=[dev_prod_diff_sensor],
-    resources={"websync": WebsyncResource()},
-)
+from websync_dagster.core.errors import ConfigError
+from websync_dagster.core.settings import LocationOptions, load_location_options
+from websync_dagster.defs.definitions import build_definitions
+
+logger = logging.getLogger("websync")
+
+
+def location_options() -> LocationOptions:
+    try:
+        return load_location_options()
+    except ConfigError as exc:
+        logger.warning("websync: %s; the code location uses the defaults until it is fixed", exc)
+        return LocationOptions()
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(location_options())

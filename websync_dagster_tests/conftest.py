@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from websync_dagster.embedded.postgres import EmbeddedPostgres
-from websync_dagster.embedded.sample_data import SampleFacts, create_schemas, populate
-from websync_dagster.settings import Settings, load_settings
+from websync_dagster.core.settings import Settings, load_settings
+from websync_dagster.demo.postgres import EmbeddedPostgres
+from websync_dagster.demo.sample_data import SampleFacts, create_schemas, populate
 from websync_dagster_tests.sshd import SshServer, make_traversable, start_sshd_or_skip
 
 DEV_PASSWORD = "dev-Secret-7f3a"
@@ -56,6 +56,17 @@ def arm_prod_guard(url: str) -> None:
                 f"FOR EACH STATEMENT EXECUTE FUNCTION websync_guard()"
             )
         conn.execute("CREATE EVENT TRIGGER websync_ddl_guard ON ddl_command_end EXECUTE FUNCTION websync_ddl_guard()")
+
+
+#: fixtures that start real servers or processes: a test using any of them is in the real-server suite
+SERVER_FIXTURES = {"servers", "sync_env", "vps", "prod_via", "sshd"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the real-server tests ``servers``; the others are the fast layer (``make test-fast``)."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("servers"):
+            item.add_marker(pytest.mark.servers)
 
 
 @dataclass

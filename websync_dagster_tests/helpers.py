@@ -8,10 +8,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from websync_dagster.assets import DECLARED_DEPS
-from websync_dagster.pipeline import LoadOutcome, SyncContext, new_run_id, run_load, run_tables
-from websync_dagster.settings import Settings
-from websync_dagster.sync.export import ExportResult
+from websync_dagster.core.settings import Settings
+from websync_dagster.core.tables import DECLARED_DEPS
+from websync_dagster.engine.export import ExportResult
+from websync_dagster.engine.run import LoadOutcome, SyncContext, new_run_id, run_load, run_tables
 
 
 def sync_all(settings: Settings) -> dict[str, LoadOutcome]:

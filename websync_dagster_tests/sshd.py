@@ -1,4 +1,4 @@
-"""The loopback OpenSSH server of the tests (websync_dagster.embedded.sshd), skipped or failed when absent."""
+"""The loopback OpenSSH server of the tests (websync_dagster.demo.sshd), skipped or failed when absent."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from websync_dagster.embedded.sshd import SshdUnavailable, SshServer, make_traversable, start_sshd
+from websync_dagster.demo.sshd import SshdUnavailable, SshServer, make_traversable, start_sshd
 
 __all__ = ["SshServer", "make_traversable", "start_sshd_or_skip"]
 

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from websync_dagster.instance import instance_yaml, with_event_log_dir
+from websync_dagster.defs.instance import instance_yaml
 from websync_dagster_tests.conftest import DEV_PASSWORD, PROD_PASSWORD
 from websync_dagster_tests.helpers import count
 
@@ -161,7 +161,7 @@ def test_a_run_launched_outside_websync_is_waited_for_not_failed(cli_env, sync_e
     """A run from the webserver or `dagster job execute` has no websync pid: it is never taken for dead."""
     home = Path(cli_env["DAGSTER_HOME"])
     home.mkdir()
-    (home / "dagster.yaml").write_text(with_event_log_dir(instance_yaml({}), home))
+    (home / "dagster.yaml").write_text(instance_yaml({}))
     with load_lock_held(sync_env.prod_url) as a_load_waits, open(tmp_path / "dagster.err", "w") as out:
         other = subprocess.Popen([DAGSTER, "job", "execute", "-m", "websync_dagster.definitions", "-j", "websync_job"],
                                  cwd=REPO, env=cli_env, stdout=out, stderr=subprocess.STDOUT)
@@ -186,7 +186,7 @@ def test_a_dead_run_not_started_by_websync_is_freed_once_terminated_in_the_ui(cl
     run is marked over (as the UI's force-terminate does), the next run frees the slot it left behind."""
     home = Path(cli_env["DAGSTER_HOME"])
     home.mkdir()
-    (home / "dagster.yaml").write_text(with_event_log_dir(instance_yaml({}), home))
+    (home / "dagster.yaml").write_text(instance_yaml({}))
     with load_lock_held(sync_env.prod_url) as a_load_waits, open(tmp_path / "dagster.err", "w") as out:
         other = subprocess.Popen([DAGSTER, "job", "execute", "-m", "websync_dagster.definitions", "-j", "websync_job"],
                                  cwd=REPO, env=cli_env, stdout=out, stderr=subprocess.STDOUT)

@@ -23,13 +23,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from websync_dagster.assets import DECLARED_DEPS
-from websync_dagster.pipeline import SyncContext, TableRun, run_tables
-from websync_dagster.settings import Settings, load_settings
-from websync_dagster.sync.errors import ConfigError
+from websync_dagster.core.errors import ConfigError
+from websync_dagster.core.settings import Settings, load_settings
+from websync_dagster.core.tables import DECLARED_DEPS
+from websync_dagster.engine.run import SyncContext, TableRun, run_tables
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import Query
-from websync_dagster.transport.direct import IDLE_TIMEOUT_ENV, KEEPALIVE_IDLE_S
+from websync_dagster.transport.direct import KEEPALIVE_IDLE_S
 from websync_dagster_tests.conftest import CONTAINER, PROD_PASSWORD, TRANSPORTS
 from websync_dagster_tests.helpers import sync_all, table_snapshot
 
@@ -229,6 +229,7 @@ def test_ctrl_c_mid_table_rolls_that_table_back_and_the_next_run_completes(sync_
 
 
 IDLE_TIMEOUT_S = 3
+IDLE_TIMEOUT_ENV = "WEBSYNC_PROD_IDLE_TIMEOUT_S"
 
 
 def _env_via(sync_env, transport: str, request: pytest.FixtureRequest) -> dict[str, str]:
@@ -282,10 +283,11 @@ def _assert_next_run_completes_with_nothing_new(sync_env) -> None:
     assert all(outcome.result.inserted == 0 for outcome in outcomes.values())
 
 
-def test_every_prod_session_ends_when_idle_in_a_transaction(sync_env, prod_via, monkeypatch):
+def test_every_prod_session_ends_when_idle_in_a_transaction(sync_env, prod_via):
     """The timeout (and, over psycopg, the server's TCP keepalives) is set in the session that loads."""
-    monkeypatch.setenv(IDLE_TIMEOUT_ENV, "7")
+    sync_env.env[IDLE_TIMEOUT_ENV] = "7"
     settings = prod_via(sync_env)
+    assert settings.prod_idle_timeout_s == 7
     with make_transport(settings).session() as session:
         [[row]] = session.run_transaction([Query(sql.SQL(
             "SELECT current_setting('idle_in_transaction_session_timeout') AS idle, "
@@ -293,7 +295,7 @@ def test_every_prod_session_ends_when_idle_in_a_transaction(sync_env, prod_via, 
     assert row["idle"] == "7s"
     if prod_via.transport != "ssh_psql":  # psql's own connection on the VPS is a local one there
         assert row["keepalives_idle"] == str(KEEPALIVE_IDLE_S)
-    monkeypatch.setenv(IDLE_TIMEOUT_ENV, "soon")
+    sync_env.env[IDLE_TIMEOUT_ENV] = "soon"
     message = f"^{IDLE_TIMEOUT_ENV} must be a whole number of seconds above 0, not 'soon'$"
-    with pytest.raises(ConfigError, match=message), make_transport(settings).session():
-        pass
+    with pytest.raises(ConfigError, match=message):
+        prod_via(sync_env)

@@ -84,7 +84,7 @@ def test_no_secret_in_output_run_storage_or_exports(sync_env: SyncEnv, vps: Vps,
     ("docker exec -e API_TOKEN=tok-123 -e APP_SECRET=sec-456 db psql --password", ["tok-123", "sec-456"]),
 ])
 def test_secrets_inside_the_psql_command_are_found_and_hidden(command: str, secrets: list[str]):
-    from websync_dagster.settings import load_settings
+    from websync_dagster.core.settings import load_settings
 
     settings = load_settings({"WEBSYNC_DEV_URL": "postgresql://d@h/d", "VPS_HOST": "vps.example",
                               "WEBSYNC_PROD_PSQL": command}, env_file=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from websync_dagster.settings import Settings
+    from websync_dagster.core.settings import Settings
     from websync_dagster.transport.base import ProdTransport
 
 
@@ -22,4 +22,4 @@ def make_transport(settings: Settings) -> ProdTransport:
     from websync_dagster.transport.direct import DirectTransport
 
     assert settings.prod_url is not None
-    return DirectTransport(settings.prod_url, settings.redactor())
+    return DirectTransport(settings.prod_url, settings.redactor(), settings.prod_idle_timeout_s)

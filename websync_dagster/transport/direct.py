@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from websync_dagster.sync.errors import ConfigError, SyncError
-from websync_dagster.sync.redact import Redactor, safe_url
+from websync_dagster.core.errors import SyncError
+from websync_dagster.core.redact import Redactor, safe_url
 from websync_dagster.transport.base import (
     CopyIn,
     ProdSession,
@@ -24,29 +23,17 @@ from websync_dagster.transport.base import (
 )
 
 CONNECT_TIMEOUT_S = 15
-#: prod ends a websync session whose transaction stays idle this long (its client paused or gone): the
-#: transaction rolls back and the table's lock is released. Not a statement timeout: a long load is never cut.
-IDLE_IN_TRANSACTION_TIMEOUT_S = 60
-IDLE_TIMEOUT_ENV = "WEBSYNC_PROD_IDLE_TIMEOUT_S"
 #: TCP keepalives, both ways: libpq notices a dead prod or link, prod notices a vanished client host
 #: (about 30 + 3 x 10 s of silence). A paused client on a live host still answers them.
 KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 30, 10, 3
 
 
-def idle_in_transaction_timeout_s(env: Mapping[str, str] | None = None) -> int:
-    """IDLE_IN_TRANSACTION_TIMEOUT_S, or WEBSYNC_PROD_IDLE_TIMEOUT_S when set (read when a session opens)."""
-    text = (os.environ if env is None else env).get(IDLE_TIMEOUT_ENV, "").strip()
-    if not text:
-        return IDLE_IN_TRANSACTION_TIMEOUT_S
-    if not text.isdigit() or int(text) == 0:
-        raise ConfigError(f"{IDLE_TIMEOUT_ENV} must be a whole number of seconds above 0, not {text!r}")
-    return int(text)
-
-
-def prod_session_params(url: str) -> dict[str, Any]:
-    """Connection parameters of a prod session: keepalives and the idle-in-transaction timeout.
-    Server options already in ``url`` come last, so that they win."""
-    ours = (f"-c idle_in_transaction_session_timeout={idle_in_transaction_timeout_s() * 1000} "
+def prod_session_params(url: str, idle_timeout_s: int) -> dict[str, Any]:
+    """Connection parameters of a prod session: keepalives, and ``idle_in_transaction_session_timeout``
+    (prod ends a session whose transaction stays idle that long, its client paused or gone: the
+    transaction rolls back and the table's lock is released; not a statement timeout, so a long load is
+    never cut). Server options already in ``url`` come last, so that they win."""
+    ours = (f"-c idle_in_transaction_session_timeout={idle_timeout_s * 1000} "
             f"-c tcp_keepalives_idle={KEEPALIVE_IDLE_S} -c tcp_keepalives_interval={KEEPALIVE_INTERVAL_S} "
             f"-c tcp_keepalives_count={KEEPALIVE_COUNT}")
     try:
@@ -133,16 +120,18 @@ class DirectTransport(ProdTransport):
 
     name = "direct"
 
-    def __init__(self, url: str, redactor: Redactor | None = None) -> None:
+    def __init__(self, url: str, redactor: Redactor | None = None, idle_timeout_s: int = 60) -> None:
         self.url = url
         self.redactor = redactor or Redactor()
+        self.idle_timeout_s = idle_timeout_s
 
     def describe(self) -> str:
         return f"direct {safe_url(self.url)}"
 
     @contextlib.contextmanager
     def session(self) -> Iterator[PsycopgSession]:
-        conn = connect(self.url, what="prod", redactor=self.redactor, autocommit=True, **prod_session_params(self.url))
+        conn = connect(self.url, what="prod", redactor=self.redactor, autocommit=True,
+                       **prod_session_params(self.url, self.idle_timeout_s))
         try:
             yield PsycopgSession(conn, self.name)
         finally:

@@ -25,10 +25,9 @@ from typing import Any
 import zstandard
 from psycopg import sql
 
-from websync_dagster.settings import Settings
-from websync_dagster.sync.errors import ConfigError, SyncError
+from websync_dagster.core.errors import ConfigError, SyncError
+from websync_dagster.core.settings import Settings
 from websync_dagster.transport.base import CopyIn, ProdSession, Query, Statement, Step, as_json_rows
-from websync_dagster.transport.direct import idle_in_transaction_timeout_s
 from websync_dagster.transport.ssh import RemoteResult, SshConnection, SshError, SshTransport, remote_failure
 
 PSQL_OPTIONS = "-X -q -A -t -v ON_ERROR_STOP=1"
@@ -111,14 +110,14 @@ class PsqlSession(ProdSession):
     supports_fast_path = False
     name = "ssh_psql"
 
-    def __init__(self, ssh: SshConnection, command: str, compression: str) -> None:
+    def __init__(self, ssh: SshConnection, command: str, compression: str, idle_timeout_s: int = 60) -> None:
         self.ssh = ssh
         self.command = command
         self.compression = compression
         self.raw_bytes = 0
         self.sent_bytes = 0
         #: prod ends the transaction if psql waits this long for the rest of a script (client paused or gone)
-        self.idle_timeout_ms = idle_in_transaction_timeout_s() * 1000
+        self.idle_timeout_ms = idle_timeout_s * 1000
 
     def _psql(self) -> str:
         return f"{self.command} {PSQL_OPTIONS}"
@@ -251,6 +250,6 @@ class SshPsqlTransport(SshTransport):
             compression = "zstd" if ssh.has_command("zstd") else "gzip"
             if compression == "gzip" and not ssh.has_command("gzip"):
                 raise SshError(f"neither zstd nor gzip on the VPS {ssh.settings.host}: ssh_psql sends compressed data")
-            session = PsqlSession(ssh, self.command, compression)
+            session = PsqlSession(ssh, self.command, compression, self.settings.prod_idle_timeout_s)
             session.check_reachable()
             yield session

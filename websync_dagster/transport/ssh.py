@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import paramiko
 from paramiko.compress import ZlibCompressor, ZlibDecompressor
 
-from websync_dagster.settings import Settings, SshSettings
-from websync_dagster.sync.errors import SyncError
-from websync_dagster.sync.redact import Redactor
+from websync_dagster.core.errors import SyncError
+from websync_dagster.core.redact import Redactor
+from websync_dagster.core.settings import Settings, SshSettings
 from websync_dagster.transport.base import ProdTransport
 from websync_dagster.transport.known_hosts import (
     HostKeyCheck,

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import paramiko
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from websync_dagster.settings import Settings
-from websync_dagster.sync.errors import ConfigError
-from websync_dagster.sync.redact import safe_url
+from websync_dagster.core.errors import ConfigError
+from websync_dagster.core.redact import safe_url
+from websync_dagster.core.settings import Settings
 from websync_dagster.transport.direct import PsycopgSession, connect, prod_session_params
 from websync_dagster.transport.ssh import (
     MAX_PACKET_BYTES,
@@ -159,7 +159,7 @@ class SshTunnelTransport(SshTransport):
                 local = make_conninfo(self.url, host="127.0.0.1", port=str(forwarder.port))
                 shown = f"{safe_url(self.prod_url)} via SSH {ssh.where}"
                 conn = connect(local, what="prod", shown=shown, redactor=self.redactor, autocommit=True,
-                               **prod_session_params(local))
+                               **prod_session_params(local, self.settings.prod_idle_timeout_s))
                 try:
                     yield PsycopgSession(conn, self.name)
                 finally:

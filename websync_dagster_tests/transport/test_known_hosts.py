@@ -12,8 +12,8 @@ import struct
 
 import pytest
 
-from websync_dagster.pipeline import run_status
-from websync_dagster.sync.errors import SyncError
+from websync_dagster.core.errors import SyncError
+from websync_dagster.engine.run import run_status
 from websync_dagster.transport.known_hosts import (
     Verdict,
     blob_fingerprint,

@@ -1,0 +1,188 @@
+"""Per table: ``<table>/export`` (dev -> CSV) and ``<table>/prod_upserted`` (insert-only load into prod),
+then ``prod/reindex_requested``.
+
+The prod assets depend on the prod assets of the tables they reference, so the lineage graph is the
+foreign-key order; the load checks that order against prod's real foreign keys before writing.
+
+All of them are one subsettable multi-asset, ``sync_to_prod``: one step per run, so that a run opens one
+connection to each side and Dagster's fixed cost per step is paid once, and so that each table's load
+can follow its export file as it is written. Materialising any subset still works: a load selected
+without its export exports the rows prod lacks again first (an export recorded earlier may predate
+prod's current state), so that its metadata is what prod holds now.
+
+Every file a run writes has the Dagster run id in its name.
+"""
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    Config,
+    Failure,
+    FreshnessPolicy,
+    MaterializeResult,
+    multi_asset,
+)
+from pydantic import Field
+
+from websync_dagster.core.errors import SyncError
+from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES, REINDEXED_TABLES
+from websync_dagster.defs import metadata
+from websync_dagster.defs.failures import as_failure, redacted
+from websync_dagster.defs.resources import WebsyncResource
+from websync_dagster.engine.reindex import request_reindex
+from websync_dagster.engine.run import TableRun, run_tables
+
+REINDEX_GROUP = "prod"
+NO_REJECTS_CHECK = "no_rejected_rows"
+LANDED_CHECK = "all_shipped_rows_in_prod"
+DEV_COLUMNS_CHECK = "no_dev_column_left_behind"
+REINDEX_KEY = AssetKey(["prod", "reindex_requested"])
+
+
+def export_key(table: str) -> AssetKey:
+    return AssetKey([table, "export"])
+
+
+def prod_key(table: str) -> AssetKey:
+    return AssetKey([table, "prod_upserted"])
+
+
+class ExportConfig(Config):
+    scope: str = Field(
+        default="delta", description="delta: only the rows prod lacks (reads prod's keys); all: every row, dev only"
+    )
+
+
+def _table_specs(table: str, freshness: FreshnessPolicy | None) -> list[AssetSpec]:
+    """The table's two assets, in a group named after the table so that the lineage graph says which
+    table each ``export`` and ``prod_upserted`` belongs to."""
+    return [
+        AssetSpec(export_key(table), group_name=table, kinds={"postgres", "csv"},
+                  description=f"{table} exported from dev with COPY to a Postgres CSV file under WEBSYNC_EXPORT_DIR."),
+        AssetSpec(prod_key(table), group_name=table, kinds={"postgres"},
+                  deps=[export_key(table), *(prod_key(t) for t in DECLARED_DEPS[table])],
+                  freshness_policy=freshness,
+                  description=f"Rows of {table} that prod lacked, inserted into prod (insert-only, one transaction)."),
+    ]
+
+
+def _check_specs(table: str) -> list[AssetCheckSpec]:
+    return [
+        AssetCheckSpec(LANDED_CHECK, asset=prod_key(table), blocking=True,
+                       description="every row shipped is now in prod, or was rejected with a reason"),
+        AssetCheckSpec(NO_REJECTS_CHECK, asset=prod_key(table),
+                       description="warns when prod refused rows (they are in the reject file)"),
+        AssetCheckSpec(DEV_COLUMNS_CHECK, asset=prod_key(table),
+                       description="warns when dev columns are left behind (prod has no such column)"),
+    ]
+
+
+REINDEX_SPEC = AssetSpec(
+    REINDEX_KEY, group_name=REINDEX_GROUP, kinds={"http"}, deps=[prod_key(t) for t in REINDEXED_TABLES],
+    description="Asks prod to re-index (WEBSYNC_REINDEX_URL/METHOD/TOKEN), from the VPS over SSH or directly.",
+)
+
+
+def freshness_policy(warn_after_h: float, fail_after_h: float) -> FreshnessPolicy:
+    """Each prod load is expected every night: a night that did not sync shows in the UI as WARN, then FAIL."""
+    return FreshnessPolicy.time_window(fail_window=timedelta(hours=fail_after_h),
+                                       warn_window=timedelta(hours=warn_after_h))
+
+
+def build_sync_assets(freshness: FreshnessPolicy | None = None) -> AssetsDefinition:
+    """``sync_to_prod``: every table's export and prod load, and the reindex request, as one multi-asset."""
+
+    @multi_asset(
+        name="sync_to_prod",
+        specs=[*(spec for table in DEFAULT_TABLES for spec in _table_specs(table, freshness)), REINDEX_SPEC],
+        check_specs=[spec for table in DEFAULT_TABLES for spec in _check_specs(table)],
+        can_subset=True,
+        pool="prod_sync",
+        description="Per table in FK order: export from dev the rows prod lacks and insert them into prod, the load "
+        "following the export file as it is written; then ask prod to re-index.",
+    )
+    def sync_to_prod(
+        context: AssetExecutionContext, config: ExportConfig, websync: WebsyncResource
+    ) -> Iterator[MaterializeResult]:
+        yield from _sync(context, config, websync)
+
+    return sync_to_prod
+
+
+def _sync(
+    context: AssetExecutionContext, config: ExportConfig, websync: WebsyncResource
+) -> Iterator[MaterializeResult]:
+    selected = context.selected_asset_keys
+    exports = [t for t in DEFAULT_TABLES if export_key(t) in selected]
+    loads = [t for t in DEFAULT_TABLES if prod_key(t) in selected]
+    failed: list[str] = []
+    with as_failure(websync):
+        ctx = websync.sync_context()
+        runs = run_tables(ctx, export=exports, load=loads, scope=config.scope, declared_deps=DECLARED_DEPS,
+                          run_id=context.run_id, report=context.log.info)
+        for run in runs:
+            yield from _table_results(context, run, ctx.transport.describe())
+            if run.error is not None:
+                failed.append(redacted(websync, run.error, run.table))
+            elif run.load is not None and not run.landed:
+                failed.append(f"{run.table}: {run.load.result.lost} rows shipped to prod were neither inserted nor "
+                              f"rejected (check {LANDED_CHECK} failed)")
+    if REINDEX_KEY in selected and not failed:
+        try:
+            yield _reindex(context, websync)
+        except SyncError as exc:
+            failed.append(redacted(websync, exc))
+    if failed:
+        raise Failure(description="\n".join(failed), allow_retries=False)
+
+
+def _table_results(context: AssetExecutionContext, run: TableRun, transport: str) -> Iterator[MaterializeResult]:
+    table, export = run.table, run.export
+    if export is not None and export_key(table) in context.selected_asset_keys:
+        yield MaterializeResult(asset_key=export_key(table), metadata=metadata.export_metadata(export))
+    if run.load is None:
+        if export is not None:
+            context.log.info(f"{table}: exported {export.rows} rows ({export.scope}) to {export.path}")
+        return
+    outcome, key = run.load, prod_key(table)
+    result = outcome.result
+    if run.reexported:
+        context.log.info(f"{table}: {table}/export was not selected: exported again the rows prod lacks now "
+                         f"({outcome.export.path}), since an export recorded earlier may predate prod's current "
+                         f"state and the counts must be prod's")
+    for warning in outcome.plan.warnings:
+        context.log.warning(f"{table}: {warning}")
+    context.log.info(
+        f"{table}: exported {outcome.export.rows} rows; prod {result.before} -> {result.after} rows, "
+        f"{result.inserted} inserted, {result.already_present} already present, {result.skipped_total} skipped, "
+        f"{result.rejected} rejected ({result.mode}, {result.seconds} s)"
+    )
+    yield MaterializeResult(
+        asset_key=key,
+        metadata=metadata.load_metadata(outcome, transport, reexported=run.reexported),
+        check_results=[
+            metadata.landed_check(outcome, key, LANDED_CHECK),
+            metadata.rejects_check(outcome, key, NO_REJECTS_CHECK),
+            metadata.dev_columns_check(outcome, key, DEV_COLUMNS_CHECK),
+        ],
+    )
+
+
+def _reindex(context: AssetExecutionContext, websync: WebsyncResource) -> MaterializeResult:
+    result = request_reindex(websync.settings())
+    if result is None:
+        reminder = ("reindex not configured (WEBSYNC_REINDEX_URL unset): prod will index the new documents "
+                    "only when its own cron runs")
+        context.log.warning(reminder)
+        return MaterializeResult(asset_key=REINDEX_KEY, metadata={"requested": False, "reminder": reminder})
+    context.log.info(f"reindex {result.method} {result.url} from {result.sent_from}: HTTP {result.status}")
+    return MaterializeResult(asset_key=REINDEX_KEY, metadata={
+        "requested": True, "http_status": result.status, "url": result.url, "method": result.method,
+        "sent_from": result.sent_from, "seconds": result.seconds,
+    })

@@ -1,0 +1,110 @@
+"""Materialisation metadata and check results, built from the engine's results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
+
+from websync_dagster.engine.export import ExportResult
+from websync_dagster.engine.run import LoadOutcome
+
+
+def export_metadata(result: ExportResult) -> dict[str, Any]:
+    return {
+        "scope": result.scope,
+        "rows": result.rows,
+        "dagster/row_count": result.rows,
+        "bytes": result.bytes,
+        "export_path": MetadataValue.path(result.path),
+        "sha256": result.sha256,
+        "columns": MetadataValue.json(list(result.columns)),
+        "dev_rows": result.dev_rows,
+        "already_in_prod": result.already_in_prod,
+        "skipped_other_key": sum(result.clashes.values()),
+        "skipped_by_key": MetadataValue.json(result.clashes),
+        "seconds": result.seconds,
+    }
+
+
+def load_metadata(outcome: LoadOutcome, transport: str, *, reexported: bool = False) -> dict[str, Any]:
+    """``reexported``: the load was selected without its export, which was run again first."""
+    result, plan = outcome.result, outcome.plan
+    rate = round(result.shipped / result.seconds) if result.seconds else 0
+    data: dict[str, Any] = {
+        "prod_rows_before": result.before,
+        "prod_rows_after": result.after,
+        "dagster/row_count": result.after,
+        "shipped": result.shipped,
+        "inserted": result.inserted,
+        "already_present": result.already_present,
+        "skipped_other_key": result.skipped_total,
+        "skipped_by_key": MetadataValue.json(result.skipped),
+        "rejected": result.rejected,
+        "references_nulled": MetadataValue.json(result.nulled),
+        "columns_shipped": MetadataValue.json(list(plan.shipped)),
+        "dev_only_columns": MetadataValue.json(list(plan.dev_only)),
+        "prod_only_columns": MetadataValue.json(list(plan.prod_only)),
+        "type_mismatches": MetadataValue.json([str(m) for m in plan.type_mismatches]),
+        "overrides": MetadataValue.json({k: repr(v) for k, v in plan.overrides.items()}),
+        "overrides_skipped": MetadataValue.json([f"{k}: {why}" for k, why in plan.overrides_skipped.items()]),
+        "warnings": MetadataValue.json(plan.warnings),
+        "bytes": result.bytes,
+        "seconds": result.seconds,
+        "rows_per_s": rate,
+        "mode": result.mode,
+        "transport": transport,
+        "export_sha256": outcome.export.sha256,
+        "export_path": MetadataValue.path(outcome.export.path),
+        "export_reexported": reexported,
+    }
+    if result.wire_bytes is not None:
+        data["wire_bytes_sent"] = result.wire_bytes
+    if result.reject_file:
+        data["reject_file"] = MetadataValue.path(result.reject_file)
+    if result.fallback_reason:
+        data["fast_path_refused"] = result.fallback_reason
+    return data
+
+
+def rejects_check(outcome: LoadOutcome, asset_key: AssetKey, name: str) -> AssetCheckResult:
+    result = outcome.result
+    return AssetCheckResult(
+        asset_key=asset_key,
+        check_name=name,
+        passed=result.rejected == 0,
+        severity=AssetCheckSeverity.WARN,
+        description=(f"prod refused {result.rejected} rows; see {result.reject_file}" if result.rejected
+                     else "prod accepted every row shipped"),
+        metadata={"rejected": result.rejected, "reject_file": result.reject_file or ""},
+    )
+
+
+def landed_check(outcome: LoadOutcome, asset_key: AssetKey, name: str) -> AssetCheckResult:
+    """Blocking: every row shipped is in prod now, or was refused with a reason, or prod already had it;
+    from the server's own counts (COPY's row count, INSERT ... RETURNING), so a row that a trigger or rule
+    silently dropped fails it."""
+    result = outcome.result
+    return AssetCheckResult(
+        asset_key=asset_key,
+        check_name=name,
+        passed=result.lost == 0,
+        severity=AssetCheckSeverity.ERROR,
+        description=("every row shipped is in prod (or rejected with a reason, or already there)" if not result.lost
+                     else f"{result.lost} rows shipped to prod were neither inserted nor rejected"),
+        metadata={"shipped": result.shipped, "inserted": result.inserted, "rejected": result.rejected,
+                  "lost": result.lost},
+    )
+
+
+def dev_columns_check(outcome: LoadOutcome, asset_key: AssetKey, name: str) -> AssetCheckResult:
+    """Warns when dev has columns prod lacks: their values are not shipped."""
+    left = list(outcome.plan.dev_only)
+    return AssetCheckResult(
+        asset_key=asset_key,
+        check_name=name,
+        passed=not left,
+        severity=AssetCheckSeverity.WARN,
+        description=(f"dev-only columns not shipped: {', '.join(left)}" if left else "every dev column is shipped"),
+        metadata={"dev_only_columns": MetadataValue.json(left)},
+    )

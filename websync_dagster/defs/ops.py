@@ -1,0 +1,68 @@
+"""Ops of the read-only modes: prod status and the dev-vs-prod diff, recorded as asset observations."""
+
+from dagster import AssetObservation, MetadataValue, OpExecutionContext, Out, Output, op
+
+from websync_dagster.core.report import markdown_table
+from websync_dagster.defs.assets import prod_key
+from websync_dagster.defs.failures import as_failure
+from websync_dagster.defs.resources import WebsyncResource
+from websync_dagster.engine.diff import TableDiff
+from websync_dagster.engine.run import run_diff, run_status
+
+DIFF_COLUMNS = ("table", "dev_rows", "prod_rows", "missing_in_prod", "only_in_prod", "changed")
+
+
+def diff_rows(diffs: list[TableDiff]) -> list[dict[str, int | str]]:
+    """The diff table, the same for diff_job, `websync diff` and the sensor."""
+    return [{c: d.to_dict()[c] for c in DIFF_COLUMNS} for d in diffs]
+
+
+def diff_observations(diffs: list[TableDiff]) -> list[AssetObservation]:
+    return [
+        AssetObservation(
+            asset_key=prod_key(d.table),
+            metadata={
+                "dev_rows": d.dev_rows,
+                "prod_rows": d.prod_rows,
+                "missing_in_prod": d.missing_in_prod,
+                "only_in_prod": d.only_in_prod,
+                "changed": d.changed,
+                "diff_queries_per_side": d.queries,
+                "diff_ids_compared": d.ids_compared,
+                "diff": MetadataValue.md(markdown_table(diff_rows([d]))),
+            },
+        )
+        for d in diffs
+    ]
+
+
+@op(out=Out(dict, description="prod row counts per table"))
+def prod_status(context: OpExecutionContext, websync: WebsyncResource) -> Output[dict]:
+    """Row counts of every synced table in prod, and prod's crawl sources."""
+    with as_failure(websync):
+        counts, sources = run_status(websync.sync_context())
+    for table, n in counts.items():
+        context.log_event(AssetObservation(asset_key=prod_key(table), metadata={"prod_rows": n}))
+    counts_md = markdown_table([{"table": t, "prod_rows": n} for t, n in counts.items()])
+    sources_md = markdown_table(sources)
+    context.log.info(f"prod status\n{counts_md}\n\nweb_sources\n{sources_md}")
+    return Output(
+        counts,
+        metadata={
+            "counts": MetadataValue.md(counts_md),
+            "web_sources": MetadataValue.md(sources_md),
+            **{f"{t}_rows": n for t, n in counts.items()},
+        },
+    )
+
+
+@op(out=Out(list, description="dev vs prod per table"))
+def dev_prod_diff(context: OpExecutionContext, websync: WebsyncResource) -> Output[list]:
+    """Per table: dev count, prod count, rows missing in prod, rows only in prod."""
+    with as_failure(websync):
+        diffs = run_diff(websync.sync_context())
+    for observation in diff_observations(diffs):
+        context.log_event(observation)
+    table_md = markdown_table(diff_rows(diffs))
+    context.log.info(f"dev vs prod\n{table_md}")
+    return Output(diff_rows(diffs), metadata={"diff": MetadataValue.md(table_md)})

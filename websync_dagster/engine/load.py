@@ -1,0 +1,560 @@
+"""Prod side: insert-only load of an export file, one transaction per table under an advisory lock.
+
+Two ways, same outcome:
+- fast path: ``COPY`` straight into the table. It succeeds when the delta clashes with nothing, which
+  is the common case; any refusal rolls that transaction back and the staged path runs instead.
+- staged path: ``COPY`` into a text staging table, cast each row into a probe table that carries
+  prod's types and CHECK constraints (rows prod refuses are rejected with the reason, one by one,
+  only if the set-based cast fails), drop rows that clash on a unique key (also prod's expression and
+  partial unique indexes, and within the batch on those), null (or reject) references prod cannot
+  satisfy, then ``INSERT ... ON CONFLICT DO NOTHING`` of the whole batch in one statement. If prod
+  refuses a row there (a trigger, an index limit...), the batch is split in two and each half tried
+  again, down to the single rows prod refuses, which are rejected with prod's message.
+
+Nothing in prod is ever updated or deleted: the only statement touching the table is an INSERT (or
+the COPY of the fast path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from websync_dagster.core.errors import TableSyncError
+from websync_dagster.engine.catalog import ExpressionKey, ForeignKey, TableInfo
+from websync_dagster.engine.export import ExportResult
+from websync_dagster.engine.follow import FollowedFile
+from websync_dagster.engine.plan import TablePlan
+from websync_dagster.engine.progress import Progress, Reporter
+from websync_dagster.transport.base import CopyIn, ProdSession, Query, Statement, Step
+
+CHUNK = 1 << 20
+STAGE = sql.Identifier("pg_temp", "_ws_stage")
+PROBE = sql.Identifier("pg_temp", "_ws_probe")
+REJECTS = sql.Identifier("pg_temp", "_ws_rejects")
+SKIPPED = sql.Identifier("pg_temp", "_ws_skipped")
+NULLED = sql.Identifier("pg_temp", "_ws_nulled")
+INSERTED = sql.Identifier("pg_temp", "_ws_inserted")
+#: SQLSTATE classes of the errors a row can cause (its values, prod's constraints, indexes, triggers) and
+#: their PL/pgSQL condition names; any other error (connection, resources, schema) rolls the table back
+ROW_REFUSALS = {
+    "22": "data_exception",
+    "23": "integrity_constraint_violation",
+    "44": "with_check_option_violation",
+    "54": "program_limit_exceeded",
+    "P0": "plpgsql_error",  # RAISE in a trigger
+}
+ALREADY_PRESENT = "already_present"
+#: rejected rows whose full content is returned to the reject file; beyond that, id and reason only
+REJECT_ROWS_RETURNED = 5000
+
+# Casts every staged row into the probe table; on failure, row by row, recording why each bad row
+# fails. The two statements come in as settings so that the block itself holds no data.
+_PROBE_BLOCK = """
+DO $websync$
+DECLARE
+    r bigint;
+    msg text;
+    detail text;
+BEGIN
+    BEGIN
+        EXECUTE current_setting('websync.probe_all');
+    EXCEPTION WHEN others THEN
+        FOR r IN SELECT _ws_row FROM pg_temp._ws_stage ORDER BY _ws_row LOOP
+            BEGIN
+                EXECUTE current_setting('websync.probe_one') USING r;
+            EXCEPTION WHEN others THEN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+                INSERT INTO pg_temp._ws_rejects (_ws_row, id, reason)
+                SELECT r, s.{key}, replace(msg, '"_ws_probe"', {table_literal})
+                       || CASE WHEN detail = '' OR detail LIKE 'Failing row contains%' THEN ''
+                               ELSE ' (' || detail || ')' END
+                  FROM pg_temp._ws_stage s WHERE s._ws_row = r;
+            END;
+        END LOOP;
+    END;
+END
+$websync$
+"""
+
+
+@dataclass
+class LoadResult:
+    table: str
+    mode: str  # "nothing to ship", "direct copy", "staged"
+    before: int
+    after: int
+    shipped: int
+    inserted: int
+    already_present: int
+    skipped: dict[str, int] = field(default_factory=dict)  # unique key name -> rows left out
+    nulled: dict[str, int] = field(default_factory=dict)  # column -> references set to NULL
+    rejected: int = 0
+    reject_file: str | None = None
+    fallback_reason: str | None = None
+    bytes: int = 0
+    seconds: float = 0.0
+    wire_bytes: int | None = None  # sent over the link to the VPS, compressed (SSH transports)
+    #: rows shipped that prod neither inserted, nor refused, nor already had: 0 unless something
+    #: (a trigger, a rule) silently dropped them; from the server's own counts
+    lost: int = 0
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def advisory_lock(table: str) -> Query:
+    """Serialises syncs of one table: two runs never interleave their loads."""
+    return Query(sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0)) AS locked").format(
+        sql.Literal(f"websync:{table}")
+    ))
+
+
+def count_rows(table: str) -> Query:
+    return Query(sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table)))
+
+
+def file_chunks(path: Path) -> Callable[[], Iterator[bytes]]:
+    def read() -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    return read
+
+
+def _columns(names: Iterable[str], prefix: str | None = None) -> sql.Composed:
+    if prefix is None:
+        return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    return sql.SQL(", ").join(sql.Identifier(prefix, n) for n in names)
+
+
+# Inserts the probe into the table: the whole batch in one statement; if prod refuses a row of it, the
+# batch is split in two and each half tried again (in a subtransaction), down to the single rows prod
+# refuses, which are rejected with prod's message. A row refused for a reference to a row of the batch
+# not inserted yet is retried in a second pass, with the other such rows. The INSERT comes in as a
+# setting (parameters: pass, first _ws_row, last _ws_row) so that the block holds no data.
+_INSERT_BLOCK = """
+DO $websync$
+DECLARE
+    los bigint[];
+    his bigint[];
+    lo bigint;
+    hi bigint;
+    mid bigint;
+    n bigint;
+    total bigint := 0;
+    indexed boolean := false;
+    state text;
+    msg text;
+    detail text;
+BEGIN
+    FOR pass_no IN 1..2 LOOP
+        SELECT ARRAY[min(_ws_row)], ARRAY[max(_ws_row)] INTO los, his FROM pg_temp._ws_probe WHERE _ws_pass = pass_no;
+        WHILE cardinality(los) > 0 LOOP
+            lo := los[cardinality(los)];
+            hi := his[cardinality(his)];
+            los := los[1:cardinality(los) - 1];
+            his := his[1:cardinality(his) - 1];
+            CONTINUE WHEN lo IS NULL;
+            BEGIN
+                EXECUTE current_setting('websync.insert_range') USING pass_no, lo, hi;
+                GET DIAGNOSTICS n = ROW_COUNT;
+                total := total + n;
+            EXCEPTION WHEN {conditions} THEN
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+                IF NOT indexed THEN
+                    CREATE INDEX ON pg_temp._ws_probe (_ws_row);
+                    indexed := true;
+                END IF;
+                SELECT min(_ws_row), max(_ws_row) INTO lo, hi
+                  FROM pg_temp._ws_probe WHERE _ws_pass = pass_no AND _ws_row BETWEEN lo AND hi;
+                IF lo < hi THEN
+                    mid := lo + (hi - lo) / 2;
+                    los := los || ARRAY[mid + 1, lo];
+                    his := his || ARRAY[hi, mid];
+                ELSIF pass_no = 1 AND state = '23503' THEN
+                    UPDATE pg_temp._ws_probe SET _ws_pass = 2 WHERE _ws_row = lo;
+                ELSE
+                    INSERT INTO pg_temp._ws_rejects (_ws_row, id, reason)
+                    SELECT lo, p.{key}::text, msg || CASE WHEN detail = '' OR detail LIKE 'Failing row contains%'
+                                                      THEN '' ELSE ' (' || detail || ')' END
+                      FROM pg_temp._ws_probe p WHERE p._ws_row = lo;
+                END IF;
+            END;
+        END LOOP;
+    END LOOP;
+    INSERT INTO pg_temp._ws_inserted (n) VALUES (total);
+END
+$websync$
+"""
+
+
+def refused_by_a_row(exc: BaseException) -> bool:
+    """Whether prod refused the data (a row can cause this), rather than failed (connection, resources...)."""
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, psycopg.Error) and bool(state) and state[:2] in ROW_REFUSALS
+
+
+def _fast_path_steps(plan: TablePlan, source: Callable[[], Iterable[bytes]]) -> list[Step]:
+    table = sql.Identifier(plan.table)
+    return [
+        advisory_lock(plan.table),
+        count_rows(plan.table),
+        CopyIn(table, plan.shipped, source),
+        count_rows(plan.table),
+    ]
+
+
+def _match(columns: Iterable[str], refs: Iterable[str], left: str, right: str) -> sql.Composed:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(right, r), sql.Identifier(left, c))
+        for c, r in zip(columns, refs, strict=True)
+    )
+
+
+def _skip_clashes(plan: TablePlan, prod: TableInfo) -> list[Step]:
+    """Leave out rows whose id, or any other unique key, prod already has; count them per key."""
+    steps: list[Step] = []
+    for key in prod.unique_keys:
+        if not set(key.columns) <= set(plan.shipped):
+            continue
+        label = ALREADY_PRESENT if key.primary else key.name
+        steps.append(Statement(sql.SQL(
+            "WITH gone AS (DELETE FROM {probe} AS p WHERE EXISTS (SELECT 1 FROM {table} AS t WHERE {match}) "
+            "RETURNING p.{key}) INSERT INTO {skipped} (key_name, id) SELECT {label}, {key}::text FROM gone"
+        ).format(
+            probe=PROBE, table=sql.Identifier(plan.table), match=_match(key.columns, key.columns, "p", "t"),
+            key=sql.Identifier(plan.key), skipped=SKIPPED, label=sql.Literal(label),
+        )))
+    return steps
+
+
+def _key_columns(key: ExpressionKey) -> list[str]:
+    """Names of the evaluated key expressions in the temp tables."""
+    return [f"_ws_k{i}" for i in range(1, len(key.expressions) + 1)]
+
+
+def _keys_match(key: ExpressionKey, left: str, right: str) -> sql.Composed:
+    same = sql.SQL(" IS NOT DISTINCT FROM ") if key.nulls_not_distinct else sql.SQL(" = ")
+    return sql.SQL(" AND ").join(
+        sql.SQL("{}{}{}").format(sql.Identifier(left, k), same, sql.Identifier(right, k)) for k in _key_columns(key)
+    )
+
+
+def _skip_expression_clashes(plan: TablePlan, key: ExpressionKey, n: int) -> list[Step]:
+    """Leave out rows that clash, on a unique index over expressions or a partial one, with a prod row or
+    with an earlier row of the batch; count them under the index's name.
+
+    The index's expressions (and predicate) are prod's own SQL over the table's column names: evaluated
+    on the probe (same columns) into a temp table, then on prod's rows holding those values only (so
+    that prod's index serves the lookup).
+    """
+    keys_name = f"_ws_xkey_{n}"
+    keys = sql.Identifier("pg_temp", keys_name)
+    exprs = [sql.SQL(e) for e in key.expressions]
+    predicate = sql.SQL(key.predicate) if key.predicate else sql.SQL("true")
+    if not key.nulls_not_distinct:  # NULLs never clash in such an index
+        predicate = sql.SQL(" AND ").join([sql.SQL("({})").format(predicate),
+                                           *(sql.SQL("({}) IS NOT NULL").format(e) for e in exprs)])
+    names = _key_columns(key)
+    evaluated = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(e, sql.Identifier(k)) for e, k in zip(exprs, names, strict=True))
+    in_prod = sql.SQL("SELECT DISTINCT {evaluated} FROM {table} WHERE {pred}").format(
+        evaluated=evaluated, table=sql.Identifier(plan.table), pred=predicate)
+    if not key.nulls_not_distinct:  # only prod's rows with the batch's values, found through the index
+        in_prod = sql.SQL("{} AND ({}) IN (SELECT {} FROM {})").format(
+            in_prod, sql.SQL(", ").join(exprs), _columns(names), keys)
+    skip = sql.SQL(
+        "WITH gone AS (DELETE FROM {probe} AS p USING {rows} AS x WHERE p._ws_row = x._ws_row RETURNING p.{id}) "
+        "INSERT INTO {skipped} (key_name, id) SELECT {label}, {id}::text FROM gone")
+    clash_prod = sql.SQL("(SELECT x._ws_row FROM {keys} AS x JOIN ({in_prod}) AS h ON {match})").format(
+        keys=keys, in_prod=in_prod, match=_keys_match(key, "x", "h"))
+    later_twin = sql.SQL(
+        "(SELECT _ws_row FROM (SELECT x._ws_row, row_number() OVER (PARTITION BY {names} ORDER BY x._ws_row) AS nth "
+        "FROM {keys} AS x JOIN {probe} AS p USING (_ws_row)) AS r WHERE nth > 1)"
+    ).format(names=_columns(names, "x"), keys=keys, probe=PROBE)
+    fill = dict(probe=PROBE, id=sql.Identifier(plan.key), skipped=SKIPPED, label=sql.Literal(key.name))
+    return [
+        Statement(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT _ws_row, {} FROM {} WHERE {}").format(
+            sql.Identifier(keys_name), evaluated, PROBE, predicate)),
+        Statement(skip.format(rows=clash_prod, **fill)),
+        Statement(skip.format(rows=later_twin, **fill)),
+    ]
+
+
+def _missing_target(plan: TablePlan, fk: ForeignKey) -> sql.Composed:
+    """Rows of the probe whose reference prod cannot satisfy (NULL references never count)."""
+    present = [sql.SQL("EXISTS (SELECT 1 FROM {} AS r WHERE {})").format(
+        sql.Identifier(fk.ref_table), _match(fk.columns, fk.ref_columns, "p", "r"))]
+    if fk.ref_table == plan.table:  # self-reference: a row of the same batch is a valid target
+        present.append(sql.SQL("EXISTS (SELECT 1 FROM {} AS r WHERE {})").format(
+            PROBE, _match(fk.columns, fk.ref_columns, "p", "r")))
+    not_null = sql.SQL(" AND ").join(sql.SQL("p.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns)
+    return sql.SQL("{} AND NOT ({})").format(not_null, sql.SQL(" OR ").join(present))
+
+
+def _fix_references(plan: TablePlan, prod: TableInfo) -> list[Step]:
+    """References to rows prod lacks: set to NULL when the column allows it, else reject the row."""
+    steps: list[Step] = []
+    fks = [fk for fk in prod.foreign_keys if set(fk.columns) <= set(plan.shipped)]
+    required = [fk for fk in fks if any(prod.column(c).not_null for c in fk.columns)]
+    optional = [fk for fk in fks if fk not in required]
+    for fk in required:
+        reason = sql.SQL(
+            "format('%s references %s(%s) = %s, which prod does not have (constraint %s)', "
+            "{cols}, {ref}, {refcols}, concat_ws(', ', {vals}), {name})"
+        ).format(
+            cols=sql.Literal(", ".join(fk.columns)), ref=sql.Literal(fk.ref_table),
+            refcols=sql.Literal(", ".join(fk.ref_columns)), name=sql.Literal(fk.name),
+            vals=sql.SQL(", ").join(sql.SQL("p.{}::text").format(sql.Identifier(c)) for c in fk.columns),
+        )
+        steps.append(Statement(sql.SQL(
+            "WITH gone AS (DELETE FROM {probe} AS p WHERE {missing} RETURNING p._ws_row, p.{key}::text AS id, "
+            "{reason} AS reason) INSERT INTO {rejects} (_ws_row, id, reason) SELECT _ws_row, id, reason FROM gone"
+        ).format(probe=PROBE, missing=_missing_target(plan, fk), key=sql.Identifier(plan.key),
+                 reason=reason, rejects=REJECTS)))
+    for fk in optional:
+        assignments = sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in fk.columns)
+        steps.append(Statement(sql.SQL(
+            "WITH fixed AS (UPDATE {probe} AS p SET {assign} WHERE {missing} RETURNING 1) "
+            "INSERT INTO {nulled} (column_name, n) SELECT {label}, count(*) FROM fixed"
+        ).format(probe=PROBE, assign=assignments, missing=_missing_target(plan, fk), nulled=NULLED,
+                 label=sql.Literal(", ".join(fk.columns)))))
+    return steps
+
+
+def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterable[bytes]]) -> list[Step]:
+    table = sql.Identifier(plan.table)
+    stage_columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in plan.shipped)
+    casts = sql.SQL(", ").join(
+        sql.SQL("CAST({} AS {})").format(sql.Identifier(c), sql.SQL(prod.column(c).type)) for c in plan.shipped
+    )
+    probe_all = sql.SQL("INSERT INTO {probe} (_ws_row, {cols}) SELECT _ws_row, {casts} FROM {stage}").format(
+        probe=PROBE, cols=_columns(plan.shipped), casts=casts, stage=STAGE
+    )
+    probe_one = sql.SQL("{} WHERE _ws_row = $1").format(probe_all)
+    insert_range = sql.SQL(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {probe} WHERE _ws_pass = $1 AND _ws_row BETWEEN $2 AND $3 "
+        "ORDER BY _ws_row ON CONFLICT DO NOTHING"
+    ).format(table=table, cols=_columns(plan.shipped), probe=PROBE)
+    return [
+        advisory_lock(plan.table),
+        count_rows(plan.table),
+        Statement(sql.SQL(
+            "CREATE TEMP TABLE _ws_stage (_ws_row bigint GENERATED ALWAYS AS IDENTITY, {}) ON COMMIT DROP"
+        ).format(stage_columns)),
+        CopyIn(STAGE, plan.shipped, source),
+        Statement(sql.SQL(
+            "CREATE TEMP TABLE _ws_probe (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED) "
+            "ON COMMIT DROP"
+        ).format(table)),
+        Statement(sql.SQL("ALTER TABLE {} ADD COLUMN _ws_row bigint, ADD COLUMN _ws_pass int NOT NULL DEFAULT 1")
+                  .format(PROBE)),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_rejects (_ws_row bigint, id text, reason text) ON COMMIT DROP")),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_skipped (key_name text, id text) ON COMMIT DROP")),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_nulled (column_name text, n bigint) ON COMMIT DROP")),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_inserted (n bigint) ON COMMIT DROP")),
+        Statement(sql.SQL("SELECT set_config('websync.probe_all', {}, true), set_config('websync.probe_one', {}, true)")
+                  .format(sql.Literal(probe_all.as_string(None)), sql.Literal(probe_one.as_string(None)))),
+        Statement(sql.SQL(_PROBE_BLOCK).format(key=sql.Identifier(plan.key),
+                                               table_literal=sql.Literal(f'"{plan.table}"'))),
+        *_skip_clashes(plan, prod),
+        *(step for n, key in enumerate(prod.expression_keys) for step in _skip_expression_clashes(plan, key, n)),
+        *_fix_references(plan, prod),
+        Statement(sql.SQL("SELECT set_config('websync.insert_range', {}, true)").format(sql.Literal(
+            insert_range.as_string(None)))),
+        Statement(sql.SQL(_INSERT_BLOCK).format(
+            conditions=sql.SQL(" OR ").join(map(sql.SQL, ROW_REFUSALS.values())), key=sql.Identifier(plan.key))),
+        Query(sql.SQL("SELECT n FROM {}").format(INSERTED)),
+        count_rows(plan.table),
+        Query(sql.SQL("SELECT key_name, count(*) AS n FROM {} GROUP BY key_name").format(SKIPPED)),
+        Query(sql.SQL("SELECT column_name, sum(n)::bigint AS n FROM {} GROUP BY column_name").format(NULLED)),
+        Query(sql.SQL(
+            "SELECT r.id, r.reason, CASE WHEN r._ws_row <= {limit} THEN to_jsonb(s) - '_ws_row' END AS row "
+            "FROM {rejects} AS r LEFT JOIN {stage} AS s USING (_ws_row) ORDER BY r._ws_row"
+        ).format(limit=sql.Literal(REJECT_ROWS_RETURNED), rejects=REJECTS, stage=STAGE)),
+    ]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _write_rejects(reject_dir: Path, table: str, stamp: str, rejects: list[dict[str, Any]]) -> str | None:
+    """The run's own reject file (``stamp`` is the run id), created exclusively: never another run's."""
+    if not rejects:
+        return None
+    reject_dir.mkdir(parents=True, exist_ok=True)
+    path = reject_dir / f"{table}_{stamp}.rejects.jsonl"
+    try:
+        with open(path, "x", encoding="utf-8") as out:
+            for reject in rejects:
+                out.write(json.dumps({"table": table, **reject}, ensure_ascii=False) + "\n")
+    except FileExistsError:
+        raise TableSyncError(table, f"{len(rejects)} rows were rejected but {path} already exists: it was left as "
+                             f"it was and these rejects were not written (the inserted rows are committed)") from None
+    return str(path)
+
+
+def read_header(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return f.readline().rstrip("\r\n").split(",")
+
+
+def load_export(
+    session: ProdSession,
+    plan: TablePlan,
+    export_file: Path,
+    *,
+    rows: int,
+    reject_dir: Path,
+    stamp: str,
+    already_in_prod: int = 0,
+    report: Reporter | None = None,
+) -> LoadResult:
+    """Insert the rows of ``export_file`` (CSV with header, columns ``plan.shipped``) into prod."""
+    started = time.perf_counter()
+    assert plan.prod is not None
+    header = [c.strip('"') for c in read_header(export_file)]
+    if header != list(plan.shipped):
+        raise TableSyncError(plan.table, f"export {export_file} has columns {header}, expected {list(plan.shipped)}")
+    size = export_file.stat().st_size
+    read = file_chunks(export_file)
+
+    def source() -> Iterator[bytes]:
+        return Progress(f"{plan.table} load", report, total_bytes=size, total_rows=rows).wrap(read())
+
+    result = LoadResult(plan.table, "nothing to ship", 0, 0, rows, 0, already_in_prod, bytes=0)
+    with _rolled_back_on_error(plan.table):
+        if rows == 0:
+            count = session.query(count_rows(plan.table).query)[0]["n"]
+            result.before = result.after = count
+        elif session.supports_fast_path:
+            result = _try_fast_path(session, plan, source, result)
+        if rows and result.mode != "direct copy":
+            _staged_load(session, plan, source, result, reject_dir, stamp)
+    result.bytes = size if rows else 0
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def load_followed(
+    session: ProdSession,
+    plan: TablePlan,
+    followed: FollowedFile,
+    finish_export: Callable[[], ExportResult],
+    *,
+    reject_dir: Path,
+    stamp: str,
+    report: Reporter | None = None,
+) -> LoadResult:
+    """Insert into prod the export that another thread is writing, as it is written.
+
+    The fast path's COPY reads the file as it grows and commits only once the export has completed
+    (an export that fails aborts the COPY, which rolls back). If prod refuses it, the staged path
+    runs on the finished file. ``finish_export`` waits for the export and returns its result, or
+    raises its error.
+    """
+    started = time.perf_counter()
+    assert plan.prod is not None
+
+    def growing() -> Iterator[bytes]:
+        return Progress(f"{plan.table} load", report).wrap(followed.chunks())
+
+    result = LoadResult(plan.table, "nothing to ship", 0, 0, 0, 0, 0, bytes=0)
+    with _rolled_back_on_error(plan.table):
+        if not followed.wait_opened():  # the export reads prod's keys through this session until then
+            finish_export()
+        if session.supports_fast_path:
+            try:
+                result = _try_fast_path(session, plan, growing, result)
+            except Exception:
+                finish_export()  # an export that failed is the error to report, not the aborted COPY
+                raise
+        export = finish_export()
+        result.shipped, result.already_present = export.rows, export.already_in_prod
+        if result.mode == "direct copy":
+            result.lost = export.rows - result.inserted
+            if export.rows == 0:
+                result.mode = "nothing to ship"
+        elif export.rows:
+            read = file_chunks(Path(export.path))
+
+            def source() -> Iterator[bytes]:
+                return Progress(f"{plan.table} load", report, total_bytes=export.bytes,
+                                total_rows=export.rows).wrap(read())
+
+            _staged_load(session, plan, source, result, reject_dir, stamp)
+        else:
+            result.before = result.after = session.query(count_rows(plan.table).query)[0]["n"]
+    result.bytes = export.bytes if export.rows else 0
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+@contextlib.contextmanager
+def _rolled_back_on_error(table: str) -> Iterator[None]:
+    """Any error but the engine's own becomes one line naming the table (the transaction is rolled back)."""
+    try:
+        yield
+    except TableSyncError:
+        raise
+    except Exception as exc:
+        raise TableSyncError(table, f"load into prod failed and was rolled back: {_first_line(exc)}") from exc
+
+
+def _staged_load(
+    session: ProdSession,
+    plan: TablePlan,
+    source: Callable[[], Iterable[bytes]],
+    result: LoadResult,
+    reject_dir: Path,
+    stamp: str,
+) -> None:
+    """The staged path, filling ``result`` from the server's counts."""
+    assert plan.prod is not None
+    results = session.run_transaction(_staged_steps(plan, plan.prod, source))
+    _, before, staged, inserted, after, skipped, nulled, rejects = results
+    result.mode = "staged"
+    result.before, result.after = before[0]["n"], after[0]["n"]
+    result.inserted = inserted[0]["n"]
+    result.skipped = {r["key_name"]: r["n"] for r in skipped if r["key_name"] != ALREADY_PRESENT}
+    present_now = sum(r["n"] for r in skipped if r["key_name"] == ALREADY_PRESENT)
+    result.already_present += present_now
+    result.nulled = {r["column_name"]: r["n"] for r in nulled if r["n"]}
+    result.rejected = len(rejects)
+    result.reject_file = _write_rejects(reject_dir, plan.table, stamp, rejects)
+    accounted = result.inserted + result.rejected + result.skipped_total + present_now
+    result.lost = result.shipped - min(accounted, staged[0]["rows"])
+
+
+def _try_fast_path(
+    session: ProdSession, plan: TablePlan, source: Callable[[], Iterable[bytes]], result: LoadResult
+) -> LoadResult:
+    """COPY straight into the table; on refusal record why and leave the table as it was."""
+    try:
+        _, before, copied, after = session.run_transaction(_fast_path_steps(plan, source))
+    except psycopg.Error as exc:
+        if not refused_by_a_row(exc):
+            raise
+        result.fallback_reason = _first_line(exc)
+        return result
+    result.mode = "direct copy"
+    result.before, result.after = before[0]["n"], after[0]["n"]
+    result.inserted = copied[0]["rows"]  # the server's count: a row a trigger swallowed is not in it
+    result.lost = result.shipped - result.inserted
+    return result

@@ -1,0 +1,342 @@
+"""The four modes as plain functions: what the Dagster assets, ops and sensor call.
+
+No Dagster here and no SQL: a ``SyncContext`` opens the connections (dev directly, prod through the
+configured transport) once, lazily, and keeps them and the table plans for the whole run, so that the
+steps of one Dagster run share one SSH connection instead of shaking hands nine times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+import psycopg
+
+from websync_dagster.core.errors import ConfigError, SyncError, TableSyncError
+from websync_dagster.core.settings import Settings
+from websync_dagster.engine.catalog import read_catalog
+from websync_dagster.engine.diff import TableDiff, diff_table
+from websync_dagster.engine.diff_cache import DiffCache
+from websync_dagster.engine.export import ExportResult, export_path, export_table
+from websync_dagster.engine.follow import FollowedFile
+from websync_dagster.engine.load import LoadResult, load_export, load_followed
+from websync_dagster.engine.order import check_declared_order
+from websync_dagster.engine.plan import TablePlan
+from websync_dagster.engine.planning import Planning, plan_each_table, prod_keys
+from websync_dagster.engine.progress import Reporter
+from websync_dagster.engine.status import prod_counts, web_sources_detail
+from websync_dagster.transport import make_transport
+from websync_dagster.transport.base import ProdSession, ProdTransport
+from websync_dagster.transport.direct import PsycopgSession, connect
+
+REJECT_SUBDIR = "rejects"
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def new_run_id() -> str:
+    """A run id for a sync started outside Dagster: the UTC time, then random hex."""
+    return f"{datetime.now(UTC):%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:12]}"
+
+
+def checked_run_id(run_id: str | None) -> str:
+    """The run id that names every file the run writes (a new one when None); refused unless it is a
+    plain file-name part, so that no run id can point a file outside the export dir."""
+    if run_id is None:
+        return new_run_id()
+    if not _RUN_ID.fullmatch(run_id):
+        raise ConfigError(f"run id {run_id!r} cannot name a file: use letters, digits, '_', '-' and '.'")
+    return run_id
+
+
+class SyncContext:
+    """Connections and plans for one run; close() (or ``with``) releases them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.transport: ProdTransport = make_transport(settings)
+        self._stack = contextlib.ExitStack()
+        self._dev: psycopg.Connection | None = None
+        self._prod: ProdSession | None = None
+        self._planning: Planning | None = None
+
+    def __enter__(self) -> SyncContext:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+        self._dev = self._prod = None
+        self._planning = None
+
+    @property
+    def dev(self) -> psycopg.Connection:
+        if self._dev is None or self._dev.closed:
+            settings = self.settings
+            self._dev = connect(settings.dev_url, what="dev", redactor=settings.redactor(), autocommit=True)
+            self._stack.callback(self._dev.close)
+        return self._dev
+
+    @property
+    def prod(self) -> ProdSession:
+        if self._prod is None:
+            self._prod = self._stack.enter_context(self.transport.session())
+        return self._prod
+
+    def planning(self) -> Planning:
+        """Each synced table's plan or planning error, in FK order, read once per context."""
+        if self._planning is None:
+            self._planning = plan_each_table(PsycopgSession(self.dev), self.prod, self.settings.tables)
+        return self._planning
+
+    def plans(self) -> dict[str, TablePlan]:
+        """Plans of every synced table, in FK order; the first table that cannot be planned raises."""
+        return self.planning().every_plan()
+
+    def plan(self, table: str) -> TablePlan:
+        """The table's plan, or the error that stops that table (and only it)."""
+        if table not in self.settings.tables:
+            raise SyncError(f"table {table} is not in WEBSYNC_TABLES ({', '.join(self.settings.tables)})")
+        return self.planning().plan(table)
+
+
+@contextlib.contextmanager
+def _context(target: Settings | SyncContext) -> Iterator[SyncContext]:
+    """The caller's context, or a new one closed on exit."""
+    if isinstance(target, SyncContext):
+        yield target
+        return
+    with SyncContext(target) as ctx:
+        yield ctx
+
+
+def run_export(
+    target: Settings | SyncContext, table: str, *, scope: str, run_id: str | None = None,
+    report: Reporter | None = None, follow: FollowedFile | None = None,
+) -> ExportResult:
+    """``scope="delta"``: the rows prod lacks (needs prod); ``"all"``: every row and column, dev only.
+    ``follow`` lets a load read the file while it is written (see ``run_tables``). The file is the
+    run's own: ``run_id`` (a new one when None) is in its name and it is created exclusively."""
+    if scope not in ("delta", "all"):
+        raise SyncError(f"export scope must be 'delta' or 'all', not {scope!r}")
+    with _context(target) as ctx:
+        path = export_path(ctx.settings.export_dir, table, checked_run_id(run_id))
+        try:
+            if scope == "all":
+                dev_columns = read_catalog(PsycopgSession(ctx.dev), [table], side="dev")[table].column_names
+                return export_table(ctx.dev, table, dev_columns, path, report=report)
+            plan = ctx.plan(table)
+            return export_table(ctx.dev, table, plan.shipped, path, prod_keys=prod_keys(ctx.prod, plan),
+                                overrides=plan.overrides, report=report, follow=follow)
+        except SyncError:
+            raise
+        except Exception as exc:  # a connection lost mid-COPY, a full disk...: one line naming the table
+            reason = ctx.settings.redactor()(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            raise TableSyncError(table, f"export failed: {type(exc).__name__}: {reason}") from exc
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    plan: TablePlan
+    result: LoadResult
+    export: ExportResult
+
+
+def _checked_plan(ctx: SyncContext, table: str, declared_deps: Mapping[str, Sequence[str]]) -> TablePlan:
+    """The table's plan, once the declared load order is checked against prod's foreign keys (of every
+    table prod could describe, planned or not)."""
+    check_declared_order(declared_deps, ctx.planning().prod_catalog)
+    return ctx.plan(table)
+
+
+def _account(ctx: SyncContext, result: LoadResult, export: ExportResult, sent_before: int | None) -> None:
+    """Add what the export left out (other unique keys) and the bytes sent over the link."""
+    for name, n in export.clashes.items():
+        result.skipped[name] = result.skipped.get(name, 0) + n
+    sent_after = ctx.transport.wire_bytes_sent()
+    if sent_after is not None:
+        result.wire_bytes = sent_after - (sent_before or 0)
+
+
+def run_load(
+    target: Settings | SyncContext,
+    table: str,
+    export: ExportResult,
+    *,
+    declared_deps: Mapping[str, Sequence[str]],
+    run_id: str | None = None,
+    report: Reporter | None = None,
+) -> LoadOutcome:
+    """Insert an export file into prod, after checking the declared load order against prod's foreign keys."""
+    if export.scope != "delta":
+        raise TableSyncError(table, f"{export.path} is a full export ({export.scope}); a sync loads only deltas")
+    with _context(target) as ctx:
+        plan = _checked_plan(ctx, table, declared_deps)
+        if tuple(export.columns) != plan.shipped:
+            raise TableSyncError(table, f"the schema changed since the export ({export.path}): export again")
+        if not Path(export.path).is_file():
+            raise TableSyncError(table, f"the export file {export.path} is gone: export {table} again")
+        sent_before = ctx.transport.wire_bytes_sent()
+        result = load_export(
+            ctx.prod,
+            plan,
+            Path(export.path),
+            rows=export.rows,
+            reject_dir=ctx.settings.export_dir / REJECT_SUBDIR,
+            stamp=checked_run_id(run_id),
+            already_in_prod=export.already_in_prod,
+            report=report,
+        )
+        _account(ctx, result, export, sent_before)
+        return LoadOutcome(plan, result, export)
+
+
+class _ExportThread:
+    """The delta export of one table in a thread, writing a file that the load follows."""
+
+    def __init__(self, ctx: SyncContext, table: str, run_id: str, report: Reporter | None) -> None:
+        self.followed = FollowedFile()
+        self._result: ExportResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(ctx, table, run_id, report),
+                                        name=f"websync-export-{table}", daemon=True)
+        self._thread.start()
+
+    def _run(self, ctx: SyncContext, table: str, run_id: str, report: Reporter | None) -> None:
+        try:
+            self._result = run_export(ctx, table, scope="delta", run_id=run_id, report=report, follow=self.followed)
+        except BaseException as exc:  # handed to the load's thread by finish()
+            self._error = exc
+            self.followed.finished(exc)
+
+    def finish(self) -> ExportResult:
+        """Wait for the export; its result, or its error raised here."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def result_if_done(self) -> ExportResult | None:
+        self._thread.join()
+        return self._result
+
+
+@dataclass
+class TableRun:
+    """What one table's turn in a sync produced: its export, its load, or the error that stopped it."""
+
+    table: str
+    export: ExportResult | None = None
+    load: LoadOutcome | None = None
+    error: SyncError | None = None
+    #: loaded without its export selected: the delta was exported again, so that the counts are prod's now
+    reexported: bool = False
+
+    @property
+    def landed(self) -> bool:
+        """Loaded, with every shipped row accounted for by the server's counts."""
+        return self.load is not None and self.load.result.lost == 0
+
+
+def run_tables(
+    ctx: SyncContext,
+    *,
+    export: Sequence[str],
+    load: Sequence[str],
+    scope: str = "delta",
+    declared_deps: Mapping[str, Sequence[str]],
+    run_id: str | None = None,
+    report: Reporter | None = None,
+) -> Iterator[TableRun]:
+    """Export and/or load tables in FK order, one ``TableRun`` each, as each finishes.
+
+    A table loaded (delta) is streamed: the load follows the export file as it is written. A table
+    loaded without being exported is exported again first: an export recorded earlier may predate
+    prod's current state, and the counts must be prod's. A table that cannot be planned, or whose
+    declared dependencies did not land, is not loaded (its error says why); the others are. Every
+    file the run writes has ``run_id`` in its name (Dagster's run id; None: a new one).
+    """
+    run_id = checked_run_id(run_id)
+    not_landed: list[str] = []
+    for table in [t for t in ctx.settings.tables if t in export or t in load]:
+        run = TableRun(table)
+        blocked = [d for d in declared_deps.get(table, ()) if d in not_landed and d in load]
+        try:
+            _run_table(ctx, run, exported=table in export, loaded=table in load, scope=scope,
+                       declared_deps=declared_deps, blocked=blocked, run_id=run_id, report=report)
+        except SyncError as exc:
+            run.error = exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                raise
+            # Ctrl-C (KeyboardInterrupt, or Dagster's interruption): say which table, and stop the run
+            raise TableSyncError(table, "interrupted; prod rolls back what this table had not committed, and "
+                                        "the next run ships only what prod lacks") from exc
+        if table in load and not run.landed:
+            not_landed.append(table)
+        yield run
+
+
+def _run_table(
+    ctx: SyncContext, run: TableRun, *, exported: bool, loaded: bool, scope: str,
+    declared_deps: Mapping[str, Sequence[str]], blocked: Sequence[str], run_id: str, report: Reporter | None,
+) -> None:
+    """One table's turn in ``run_tables``; fills ``run`` or raises the error that stops the table."""
+    table = run.table
+    if loaded and blocked:
+        if exported:
+            run.export = run_export(ctx, table, scope=scope, run_id=run_id, report=report)
+        raise TableSyncError(table, f"not loaded: {', '.join(blocked)} did not land in prod")
+    if loaded and (scope == "delta" or not exported):
+        run.reexported = not exported
+        _export_and_load(ctx, run, declared_deps, run_id, report)
+    elif exported:
+        run.export = run_export(ctx, table, scope=scope, run_id=run_id, report=report)
+        if loaded:  # a full export: refused with the reason
+            run.load = run_load(ctx, table, run.export, declared_deps=declared_deps, run_id=run_id, report=report)
+
+
+def _export_and_load(
+    ctx: SyncContext, run: TableRun, declared_deps: Mapping[str, Sequence[str]], run_id: str,
+    report: Reporter | None,
+) -> None:
+    """The delta export in a thread and the load following its file: the overlap of a raw COPY pipe.
+    The load's COPY commits only once the export is whole; ``run.export`` is set even if the load fails."""
+    plan = _checked_plan(ctx, run.table, declared_deps)
+    prod = ctx.prod  # opened here: the export thread then only borrows it to read prod's keys
+    sent_before = ctx.transport.wire_bytes_sent()
+    exporter = _ExportThread(ctx, run.table, run_id, report)
+    try:
+        result = load_followed(prod, plan, exporter.followed, exporter.finish,
+                               reject_dir=ctx.settings.export_dir / REJECT_SUBDIR, stamp=run_id, report=report)
+    finally:
+        run.export = exporter.result_if_done()
+        exporter.followed.close()
+    assert run.export is not None
+    _account(ctx, result, run.export, sent_before)
+    run.load = LoadOutcome(plan, result, run.export)
+
+
+def run_status(target: Settings | SyncContext) -> tuple[dict[str, int], list[dict[str, object]]]:
+    with _context(target) as ctx:
+        return prod_counts(ctx.prod, ctx.settings.tables), web_sources_detail(ctx.prod)
+
+
+def run_diff(target: Settings | SyncContext, cache_dir: Path | None = None) -> list[TableDiff]:
+    """``cache_dir``: where each side's per-bucket figures are kept between calls, so that the next diff hashes
+    again only the rows of buckets that changed (see sync/diff_cache.py); None hashes every row."""
+    cache = DiffCache(cache_dir) if cache_dir is not None else None
+    with _context(target) as ctx:
+        dev_session = PsycopgSession(ctx.dev)
+        return [diff_table(dev_session, ctx.prod, plan, cache) for plan in ctx.plans().values()]

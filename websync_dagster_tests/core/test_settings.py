@@ -1,0 +1,91 @@
+"""Settings validation, without servers: every bad value is refused when settings load, in one line
+naming the variable, before any run starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from websync_dagster.core.errors import ConfigError
+from websync_dagster.core.settings import load_settings
+
+BASE = {"WEBSYNC_DEV_URL": "postgresql://dev@127.0.0.1:5432/dev", "WEBSYNC_PROD_URL": "postgresql://p@10.0.0.2/prod"}
+
+
+def _load(**extra: str):
+    return load_settings({**BASE, **extra}, env_file=None)
+
+
+def test_defaults_of_the_new_values():
+    settings = _load()
+    assert settings.diff_interval_s == 600
+    assert settings.nightly_cron == "0 3 * * *"
+    assert settings.progress_every_s == 5.0
+    assert settings.diff_auto_sync is False
+    assert settings.wait_s == 600
+
+
+def test_good_values_are_read():
+    settings = _load(WEBSYNC_DIFF_INTERVAL_S="30", WEBSYNC_NIGHTLY_CRON="*/15 2-4 1,15 jan-jun mon-fri",
+                     WEBSYNC_PROGRESS_EVERY_S="0.5", WEBSYNC_DIFF_AUTO_SYNC="Yes", WEBSYNC_WAIT_S="0",
+                     WEBSYNC_REINDEX_URL="https://prod.example/reindex", WEBSYNC_REINDEX_METHOD="put",
+                     WEBSYNC_TABLES="web_pages, web_sources")
+    assert settings.diff_interval_s == 30
+    assert settings.nightly_cron == "*/15 2-4 1,15 jan-jun mon-fri"
+    assert settings.progress_every_s == 0.5
+    assert settings.diff_auto_sync is True
+    assert settings.wait_s == 0
+    assert settings.reindex is not None and settings.reindex.method == "PUT"
+    assert settings.tables == ("web_sources", "web_pages")
+    assert _load(WEBSYNC_DIFF_AUTO_SYNC="off").diff_auto_sync is False
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("WEBSYNC_DIFF_INTERVAL_S", "abc", "WEBSYNC_DIFF_INTERVAL_S must be a whole number of seconds above 0, not 'abc'"),
+    ("WEBSYNC_DIFF_INTERVAL_S", "0", "WEBSYNC_DIFF_INTERVAL_S must be a whole number of seconds above 0, not '0'"),
+    ("WEBSYNC_DIFF_INTERVAL_S", "1.5", "WEBSYNC_DIFF_INTERVAL_S must be a whole number of seconds above 0, not '1.5'"),
+    ("WEBSYNC_NIGHTLY_CRON", "0 3 * *", "WEBSYNC_NIGHTLY_CRON must be a 5-field cron expression "
+                                        "(minute hour day month weekday), not '0 3 * *'"),
+    ("WEBSYNC_NIGHTLY_CRON", "61 3 * * *", "WEBSYNC_NIGHTLY_CRON: minute 61 is out of range 0-59 in '61 3 * * *'"),
+    ("WEBSYNC_NIGHTLY_CRON", "0 3 * * funday", "WEBSYNC_NIGHTLY_CRON: weekday 'funday' is not a number or a name "
+                                               "in '0 3 * * funday'"),
+    ("WEBSYNC_NIGHTLY_CRON", "*/0 3 * * *", "WEBSYNC_NIGHTLY_CRON: minute step '0' must be a number above 0 "
+                                            "in '*/0 3 * * *'"),
+    ("WEBSYNC_NIGHTLY_CRON", "0 5-2 * * *", "WEBSYNC_NIGHTLY_CRON: hour range 5-2 runs backwards in '0 5-2 * * *'"),
+    ("WEBSYNC_PROGRESS_EVERY_S", "often", "WEBSYNC_PROGRESS_EVERY_S must be a number of seconds (0 or more), "
+                                          "not 'often'"),
+    ("WEBSYNC_PROGRESS_EVERY_S", "-1", "WEBSYNC_PROGRESS_EVERY_S must be a number of seconds (0 or more), not '-1'"),
+    ("WEBSYNC_PROGRESS_EVERY_S", "nan", "WEBSYNC_PROGRESS_EVERY_S must be a number of seconds (0 or more), not 'nan'"),
+    ("WEBSYNC_DIFF_AUTO_SYNC", "maybe", "WEBSYNC_DIFF_AUTO_SYNC must be one of 1/true/yes/on or 0/false/no/off, "
+                                        "not 'maybe'"),
+    ("WEBSYNC_WAIT_S", "forever", "WEBSYNC_WAIT_S must be a whole number of seconds (0 or more), not 'forever'"),
+    ("VPS_PORT", "ssh", "VPS_PORT must be a TCP port number, not 'ssh'"),
+    ("WEBSYNC_TABLES", " , ", "WEBSYNC_TABLES names no table (' , '): leave it unset to sync all four"),
+    ("WEBSYNC_REINDEX_METHOD", "FETCH", "WEBSYNC_REINDEX_METHOD must be one of GET, POST, PUT, PATCH, DELETE, "
+                                        "not 'FETCH'"),
+    ("WEBSYNC_REINDEX_URL", "ftp://prod/reindex", "WEBSYNC_REINDEX_URL must be an http:// or https:// URL with a host, "
+                                                  "not 'ftp://prod/reindex'"),
+    ("WEBSYNC_REINDEX_URL", "https://prod:eighty/x", "WEBSYNC_REINDEX_URL has a port that is not a number (1-65535): "
+                                                     "https://prod:eighty/x"),
+])
+def test_a_bad_value_is_one_line_naming_the_variable(name, value, expected):
+    extra = {name: value}
+    if name == "VPS_PORT":
+        extra["VPS_HOST"] = "vps.example"
+    if name == "WEBSYNC_REINDEX_METHOD":
+        extra["WEBSYNC_REINDEX_URL"] = "https://prod.example/reindex"
+    with pytest.raises(ConfigError) as caught:
+        _load(**extra)
+    assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize(("name", "url", "expected"), [
+    ("WEBSYNC_DEV_URL", "postgresql://dev:s3cret@db.example:54x2/dev",
+     "WEBSYNC_DEV_URL has a port that is not a number (1-65535): postgresql://dev:***@db.example:54x2/dev"),
+    ("WEBSYNC_PROD_URL", "postgresql://p@10.0.0.2:70000/prod",
+     "WEBSYNC_PROD_URL has a port that is not a number (1-65535): postgresql://p@10.0.0.2:70000/prod"),
+])
+def test_a_url_with_a_bad_port_is_refused_without_its_password(name, url, expected):
+    with pytest.raises(ConfigError) as caught:
+        _load(**{name: url})
+    assert str(caught.value) == expected
+    assert "s3cret" not in str(caught.value)
