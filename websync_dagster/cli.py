@@ -5,9 +5,13 @@ them) and prints what happened. Also takes the runbook's ``--export``, ``--statu
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +26,107 @@ from dagster import (
 )
 from dotenv import load_dotenv
 
-from websync_dagster.core.errors import SyncError
+from websync_dagster.core.errors import ConfigError, SyncError
+from websync_dagster.core.redact import Redactor
 from websync_dagster.core.report import text_table
-from websync_dagster.core.settings import load_settings
-from websync_dagster.core.tables import DEFAULT_TABLES
+from websync_dagster.core.settings import Settings, load_settings
+from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES, parse_tables
 from websync_dagster.defs.instance import WaitInterrupted, WaitTimeout, open_instance, run_tags, wait_for_pools
+from websync_dagster.engine.dry_run import dry_run
+from websync_dagster.engine.run import run_diff
 
 JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job"}
+RUNBOOK_FLAGS = {"--export": "export", "--status": "status", "--diff": "diff"}
+#: options that take a value (so that the value is not mistaken for the command)
+VALUE_OPTIONS = ("--env-file", "--tables")
+DEFAULT_ENV_FILE = ".env"
 #: exit codes: a run failed; bad configuration; interrupted (Ctrl-C, as a shell reports SIGINT)
 FAILED, BAD_CONFIG, INTERRUPTED = 1, 2, 130
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="websync", description=__doc__)
-    parser.add_argument("mode", nargs="?", choices=sorted(JOBS), help="default: sync")
-    for flag in ("export", "status", "diff"):
-        parser.add_argument(f"--{flag}", dest="flag", action="append_const", const=flag,
-                            help=f"same as 'websync {flag}' (the runbook's flag)")
-    parser.add_argument("--env-file", default=".env", help="dotenv file (the environment wins); default .env")
-    parser.add_argument("--quiet", action="store_true", help="only the final table")
-    parser.add_argument("--debug", action="store_true", help="Dagster's own log, with the stack trace of a failure")
-    args = parser.parse_args(argv)
-    flags = args.flag or []
-    if len(flags) > 1 or (flags and args.mode and args.mode != flags[0]):
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env-file", help="dotenv file read before the environment, which wins (default: .env when "
+                        "there is one)")
+    common.add_argument("--json", action="store_true",
+                        help="the final table as JSON on stdout (one object per table); messages stay on stderr")
+    common.add_argument("--quiet", action="store_true", help="only the final table and errors")
+    common.add_argument("--debug", action="store_true", help="Dagster's own log, with the stack trace of a failure")
+    return common
+
+
+def _tables_option() -> argparse.ArgumentParser:
+    tables = argparse.ArgumentParser(add_help=False)
+    tables.add_argument("--tables", help=f"comma list of tables (default WEBSYNC_TABLES, else "
+                        f"{','.join(DEFAULT_TABLES)})")
+    return tables
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common, tables = _common_options(), _tables_option()
+    parser = argparse.ArgumentParser(
+        prog="websync", description="Insert-only sync of dev's crawled content into prod, run as Dagster jobs on "
+        "the DAGSTER_HOME instance (so the UI shows every run). The runbook's --export, --status and --diff work too.",
+        epilog="Exit status: 0 every table completed (rejected rows are reported, not failures); 1 a table failed; "
+        "2 bad configuration; 130 interrupted.")
+    parser.add_argument("--version", action="version", version=f"websync {package_version()}")
+    commands = parser.add_subparsers(dest="mode", metavar="{sync,export,status,diff}")
+    sync = commands.add_parser("sync", parents=[common, tables], help="export the rows prod lacks and insert them "
+                               "(default)", description="websync_job: per table in FK order, export from dev the rows "
+                               "prod lacks and insert them into prod, insert-only.")
+    sync.add_argument("--dry-run", action="store_true", help="read both sides and say per table what would be "
+                      "inserted, skipped and sent; write nothing to prod and run no Dagster job")
+    commands.add_parser("export", parents=[common, tables], help="every row of every table to CSV, no prod needed",
+                        description="export_job: every row and column of each table to CSV under WEBSYNC_EXPORT_DIR.")
+    commands.add_parser("status", parents=[common], help="prod's row counts and crawl sources",
+                        description="status_job: prod's row counts and web_sources.")
+    commands.add_parser("diff", parents=[common, tables], help="dev vs prod per table",
+                        description="diff_job: per table dev count, prod count, missing in prod, only in prod, "
+                        "changed.")
+    return parser
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("websync-dagster")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _command_in(argv: Sequence[str]) -> tuple[int, str] | None:
+    """Where the command is in ``argv`` (the first word that is not an option or an option's value)."""
+    skip = False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+        elif word in VALUE_OPTIONS:
+            skip = True
+        elif not word.startswith("-"):
+            return i, word
+    return None
+
+
+def normalised(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """The command first (``sync`` when none is given), the runbook's ``--export``/``--status``/``--diff``
+    turned into their command, so that options may come before or after it."""
+    flags = [RUNBOOK_FLAGS[a] for a in argv if a in RUNBOOK_FLAGS]
+    rest = [a for a in argv if a not in RUNBOOK_FLAGS]
+    found = _command_in(rest)
+    command = found[1] if found else None
+    if len(flags) > 1 or (flags and command and command != flags[0]):
         parser.error("give one mode")
-    args.mode = args.mode or (flags[0] if flags else "sync")
+    if found:
+        del rest[found[0]]
+    if command is None and any(a in ("-h", "--help", "--version") for a in rest):
+        return rest
+    return [command or (flags[0] if flags else "sync"), *rest]
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(normalised(argv, parser))
+    args.dry_run = getattr(args, "dry_run", False)
+    args.tables = getattr(args, "tables", None)
     return args
 
 
@@ -63,19 +143,22 @@ def _materializations(result: ExecuteInProcessResult, suffix: str) -> list[tuple
     return sorted(rows, key=lambda r: order.get(r[0], len(order)))
 
 
-def summary_rows(mode: str, result: ExecuteInProcessResult) -> list[dict[str, Any]]:
-    """The table printed after a run."""
-    if mode == "sync":
+def summary_rows(mode: str, result: ExecuteInProcessResult, *, full: bool = False) -> list[dict[str, Any]]:
+    """The table printed after a run; ``full``: every metadata field per table (``--json``)."""
+    if mode in ("sync", "export"):
+        materialized = _materializations(result, "prod_upserted" if mode == "sync" else "export")
+        if full:
+            return [{"table": table, **m} for table, m in materialized]
+        if mode == "export":
+            return [{"table": t, "rows": m["rows"], "MB": round(m["bytes"] / 1e6, 2), "path": m["export_path"]}
+                    for t, m in materialized]
         return [
             {"table": table, "prod before": m["prod_rows_before"], "prod after": m["prod_rows_after"],
              "inserted": m["inserted"], "already present": m["already_present"],
              "skipped (other key)": m["skipped_other_key"], "rejected": m["rejected"],
              "MB": round(m["bytes"] / 1e6, 2), "s": m["seconds"], "mode": m["mode"]}
-            for table, m in _materializations(result, "prod_upserted")
+            for table, m in materialized
         ]
-    if mode == "export":
-        return [{"table": t, "rows": m["rows"], "MB": round(m["bytes"] / 1e6, 2), "path": m["export_path"]}
-                for t, m in _materializations(result, "export")]
     if mode == "status":
         counts = result.output_for_node("prod_status") if result.success else {}
         return [{"table": t, "prod rows": n} for t, n in counts.items()]
@@ -153,23 +236,54 @@ def error(line: str) -> None:
     print(f"websync: error: {line}", file=sys.stderr, flush=True)
 
 
-def run(mode: str, *, env_file: str = ".env", quiet: bool = False, debug: bool = False) -> int:
-    """Run one mode's job; return the process exit code."""
+def env_file_to_read(env_file: str | None) -> str | None:
+    """The dotenv file to read: the one named (it must exist), else ``.env`` when there is one."""
+    if env_file is None:
+        return DEFAULT_ENV_FILE if Path(DEFAULT_ENV_FILE).is_file() else None
+    if not Path(env_file).exists():
+        raise ConfigError(f"--env-file {env_file} does not exist")
+    return env_file
+
+
+def prepare(mode: str, env_file: str | None, tables: str | None) -> Settings:
+    """The run's settings, with ``--tables`` applied to the environment the job's resource reads too."""
+    path = env_file_to_read(env_file)
+    if tables is not None:
+        os.environ["WEBSYNC_TABLES"] = ",".join(parse_tables(tables))
+    settings = load_settings(env_file=path, require_prod=mode != "export")
+    if path:
+        load_dotenv(path, override=False)  # the job's resource reads the same variables
+    return settings
+
+
+def print_rows(rows: Sequence[dict[str, Any]], as_json: bool, redact: Redactor) -> None:
+    if as_json:
+        print(redact(json.dumps(list(rows), ensure_ascii=False, default=str)))
+    elif rows:
+        print(redact(text_table(rows)))
+
+
+def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: bool = False, as_json: bool = False,
+        tables: str | None = None, dry_run_only: bool = False) -> int:
+    """Run one mode's job (or the dry run); return the process exit code."""
     try:
-        settings = load_settings(env_file=env_file)
+        settings = prepare(mode, env_file, tables)
     except SyncError as exc:
         error(str(exc))
         return BAD_CONFIG
-    if env_file and Path(env_file).is_file():
-        load_dotenv(env_file, override=False)  # the job's resource reads the same variables
-    instance, home = open_instance()
-    from websync_dagster.definitions import defs
-
-    job = defs().resolve_job_def(JOBS[mode])
     redact = settings.redactor()
     if not quiet:
         where = ", ".join(f"{k}={v}" for k, v in settings.describe().items())
-        print(f"websync {mode}: {where}; Dagster instance {home}", file=sys.stderr)
+        say(f"{mode}{' --dry-run' if dry_run_only else ''}: {where}")
+    if dry_run_only:
+        return run_dry(settings, as_json, redact)
+    instance, home = open_instance()
+    if tables is not None and mode == "sync" and not quiet:
+        for line in left_out_dependencies(settings, home):
+            say(f"note: {line}")
+    from websync_dagster.definitions import defs
+
+    job = defs().resolve_job_def(JOBS[mode])
     try:
         wait_for_pools(instance, job_pools(job), settings.wait_s, say)
     except WaitTimeout as exc:
@@ -178,30 +292,81 @@ def run(mode: str, *, env_file: str = ".env", quiet: bool = False, debug: bool =
     except WaitInterrupted as exc:
         error(str(exc))
         return INTERRUPTED
-    log_level = "WARNING" if quiet else "INFO"
     result = job_for_cli(job, debug).execute_in_process(
         instance=instance,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}},
         tags={"websync/cli": mode, **run_tags()},
     )
-    rows = summary_rows(mode, result)
-    if rows:
-        print(redact(text_table(rows)))
+    problems = one_line_per_cause(failures(result))
+    rows = summary_rows(mode, result, full=as_json)
+    if as_json:
+        rows = [*rows, *error_rows(problems, {r.get("table") for r in rows})]
+    print_rows(rows, as_json, redact)
     if result.success:
         if not quiet:
-            print(f"websync {mode}: run {result.run_id} succeeded", file=sys.stderr)
+            say(f"{mode}: run {result.run_id} succeeded (Dagster instance {home})")
         return 0
-    for line in one_line_per_cause(failures(result)) or [f"run {result.run_id} failed"]:
+    for line in problems or [f"run {result.run_id} failed"]:
         error(redact(line))
     if not quiet:
-        print(f"websync {mode}: run {result.run_id} failed", file=sys.stderr)
+        say(f"{mode}: run {result.run_id} failed (Dagster instance {home})")
     return FAILED
+
+
+def error_rows(problems: Sequence[str], reported: set[Any]) -> list[dict[str, str]]:
+    """``{"table": ..., "error": ...}`` for each table a failure line names and the table rows do not hold."""
+    rows = []
+    for line in problems:
+        names, sep, cause = line.partition(": ")
+        for table in names.split(", ") if sep else ():
+            if table in DEFAULT_TABLES and table not in reported:
+                rows.append({"table": table, "error": cause})
+    return rows
+
+
+def run_dry(settings: Settings, as_json: bool, redact: Redactor) -> int:
+    """``sync --dry-run``: the engine's dry run, no Dagster run (nothing is materialised)."""
+    try:
+        tables = dry_run(settings)
+    except SyncError as exc:
+        error(redact(str(exc)))
+        return FAILED
+    if as_json:
+        print_rows([t.to_dict() for t in tables], True, redact)
+    else:
+        print_rows([{"table": t.table, "would insert": t.would_insert, "already present": t.already_present,
+                     "skipped (other key)": sum(t.skipped_by_key.values()), "MB": round(t.bytes / 1e6, 2),
+                     "MB on an SSH link": round(t.bytes_compressed / 1e6, 2), "would fail": t.would_fail or ""}
+                    for t in tables], False, redact)
+    for t in tables:
+        if t.type_mismatches:
+            say(f"{t.table}: type differences: {'; '.join(t.type_mismatches)}")
+        for warning in t.warnings:
+            say(f"{t.table}: {warning}")
+    return FAILED if any(t.would_fail for t in tables) else 0
+
+
+def left_out_dependencies(settings: Settings, home: Path) -> list[str]:
+    """For ``--tables``: each table it leaves out that a chosen table references and whose rows prod lacks."""
+    chosen = set(settings.tables)
+    left_out = [d for d in DEFAULT_TABLES if d not in chosen and any(d in DECLARED_DEPS[t] for t in chosen)]
+    if not left_out:
+        return []
+    try:
+        diffs = run_diff(replace(settings, tables=tuple(left_out)), cache_dir=home / "websync" / "diff-cache")
+    except SyncError as exc:
+        return [f"could not check whether prod has the rows of {', '.join(left_out)}: {exc}"]
+    return [f"{d.table} is not in --tables and prod lacks {d.missing_in_prod} of its rows: rows of "
+            f"{', '.join(t for t in settings.tables if d.table in DECLARED_DEPS[t])} that reference them will be "
+            f"rejected or lose the reference (add {d.table} to --tables)"
+            for d in diffs if d.missing_in_prod]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    return run(args.mode, env_file=args.env_file, quiet=args.quiet, debug=args.debug)
+    return run(args.mode, env_file=args.env_file, quiet=args.quiet, debug=args.debug, as_json=args.json,
+               tables=args.tables, dry_run_only=args.dry_run)
 
 
 if __name__ == "__main__":

@@ -289,9 +289,9 @@ def test_every_prod_session_ends_when_idle_in_a_transaction(sync_env, prod_via):
     settings = prod_via(sync_env)
     assert settings.prod_idle_timeout_s == 7
     with make_transport(settings).session() as session:
-        [[row]] = session.run_transaction([Query(sql.SQL(
+        [row] = session.run_transaction([Query("settings", sql.SQL(
             "SELECT current_setting('idle_in_transaction_session_timeout') AS idle, "
-            "current_setting('tcp_keepalives_idle') AS keepalives_idle"))])
+            "current_setting('tcp_keepalives_idle') AS keepalives_idle"))]).rows("settings")
     assert row["idle"] == "7s"
     if prod_via.transport != "ssh_psql":  # psql's own connection on the VPS is a local one there
         assert row["keepalives_idle"] == str(KEEPALIVE_IDLE_S)

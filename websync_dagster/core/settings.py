@@ -44,6 +44,9 @@ class ReindexSettings:
     token: str | None = field(default=None, repr=False)
 
 
+NO_PROD = "WEBSYNC_PROD_URL is not set (or WEBSYNC_PROD_PSQL with VPS_HOST): where is prod?"
+
+
 @dataclass(frozen=True)
 class LocationOptions:
     """What shapes the code location itself, read when Dagster loads it (never at import): the tables of
@@ -112,8 +115,12 @@ def _read_env(env: Mapping[str, str] | None, env_file: str | Path | None) -> dic
     return values
 
 
-def load_settings(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
-    """Settings from the environment (which wins) and ``env_file``; bad input is one clear line."""
+def load_settings(
+    env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env", *, require_prod: bool = True
+) -> Settings:
+    """Settings from the environment (which wins) and ``env_file``; bad input is one clear line.
+    ``require_prod=False`` (the offline export) accepts settings that do not say where prod is: whatever
+    then needs prod refuses in the same one line."""
     values = _read_env(env, env_file)
 
     def get(name: str, default: str | None = None) -> str | None:
@@ -145,8 +152,8 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: str | Path | N
         )
     if prod_psql and not ssh:
         raise ConfigError("WEBSYNC_PROD_PSQL is set but VPS_HOST is not: the psql command runs on the VPS over SSH")
-    if not prod_url and not prod_psql:
-        raise ConfigError("WEBSYNC_PROD_URL is not set (or WEBSYNC_PROD_PSQL with VPS_HOST): where is prod?")
+    if not prod_url and not prod_psql and require_prod:
+        raise ConfigError(NO_PROD)
     reindex = None
     if reindex_url := get("WEBSYNC_REINDEX_URL"):
         check_reindex_url(reindex_url)

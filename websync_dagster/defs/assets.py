@@ -36,7 +36,7 @@ from websync_dagster.defs import metadata
 from websync_dagster.defs.failures import as_failure, redacted
 from websync_dagster.defs.resources import WebsyncResource
 from websync_dagster.engine.reindex import request_reindex
-from websync_dagster.engine.run import TableRun, run_tables
+from websync_dagster.engine.run import SyncContext, TableRun, run_tables
 
 REINDEX_GROUP = "prod"
 NO_REJECTS_CHECK = "no_rejected_rows"
@@ -127,7 +127,7 @@ def _sync(
         runs = run_tables(ctx, export=exports, load=loads, scope=config.scope, declared_deps=DECLARED_DEPS,
                           run_id=context.run_id, report=context.log.info)
         for run in runs:
-            yield from _table_results(context, run, ctx.transport.describe())
+            yield from _table_results(context, run, ctx)
             if run.error is not None:
                 failed.append(redacted(websync, run.error, run.table))
             elif run.load is not None and not run.landed:
@@ -142,7 +142,7 @@ def _sync(
         raise Failure(description="\n".join(failed), allow_retries=False)
 
 
-def _table_results(context: AssetExecutionContext, run: TableRun, transport: str) -> Iterator[MaterializeResult]:
+def _table_results(context: AssetExecutionContext, run: TableRun, ctx: SyncContext) -> Iterator[MaterializeResult]:
     table, export = run.table, run.export
     if export is not None and export_key(table) in context.selected_asset_keys:
         yield MaterializeResult(asset_key=export_key(table), metadata=metadata.export_metadata(export))
@@ -165,7 +165,7 @@ def _table_results(context: AssetExecutionContext, run: TableRun, transport: str
     )
     yield MaterializeResult(
         asset_key=key,
-        metadata=metadata.load_metadata(outcome, transport, reexported=run.reexported),
+        metadata=metadata.load_metadata(outcome, ctx.transport.describe(), reexported=run.reexported),
         check_results=[
             metadata.landed_check(outcome, key, LANDED_CHECK),
             metadata.rejects_check(outcome, key, NO_REJECTS_CHECK),
@@ -179,7 +179,7 @@ def _reindex(context: AssetExecutionContext, websync: WebsyncResource) -> Materi
     if result is None:
         reminder = ("reindex not configured (WEBSYNC_REINDEX_URL unset): prod will index the new documents "
                     "only when its own cron runs")
-        context.log.warning(reminder)
+        context.log.info(reminder)
         return MaterializeResult(asset_key=REINDEX_KEY, metadata={"requested": False, "reminder": reminder})
     context.log.info(f"reindex {result.method} {result.url} from {result.sent_from}: HTTP {result.status}")
     return MaterializeResult(asset_key=REINDEX_KEY, metadata={

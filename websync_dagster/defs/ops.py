@@ -1,6 +1,8 @@
 """Ops of the read-only modes: prod status and the dev-vs-prod diff, recorded as asset observations."""
 
-from dagster import AssetObservation, MetadataValue, OpExecutionContext, Out, Output, op
+from pathlib import Path
+
+from dagster import AssetObservation, DagsterInstance, MetadataValue, OpExecutionContext, Out, Output, op
 
 from websync_dagster.core.report import markdown_table
 from websync_dagster.defs.assets import prod_key
@@ -36,6 +38,13 @@ def diff_observations(diffs: list[TableDiff]) -> list[AssetObservation]:
     ]
 
 
+def diff_cache_dir(instance: DagsterInstance) -> Path:
+    """Where the diff keeps each side's per-bucket figures between runs and ticks: ``<instance dir>/websync/
+    diff-cache`` (``$DAGSTER_HOME`` for a persistent instance). Deleting it only makes the next diff hash
+    every row."""
+    return Path(instance.root_directory) / "websync" / "diff-cache"
+
+
 @op(out=Out(dict, description="prod row counts per table"))
 def prod_status(context: OpExecutionContext, websync: WebsyncResource) -> Output[dict]:
     """Row counts of every synced table in prod, and prod's crawl sources."""
@@ -45,7 +54,8 @@ def prod_status(context: OpExecutionContext, websync: WebsyncResource) -> Output
         context.log_event(AssetObservation(asset_key=prod_key(table), metadata={"prod_rows": n}))
     counts_md = markdown_table([{"table": t, "prod_rows": n} for t, n in counts.items()])
     sources_md = markdown_table(sources)
-    context.log.info(f"prod status\n{counts_md}\n\nweb_sources\n{sources_md}")
+    context.log.info("prod status: " + ", ".join(f"{t} {n} rows" for t, n in counts.items())
+                     + f"; {len(sources)} web sources (listed in this step's metadata)")
     return Output(
         counts,
         metadata={
@@ -60,9 +70,9 @@ def prod_status(context: OpExecutionContext, websync: WebsyncResource) -> Output
 def dev_prod_diff(context: OpExecutionContext, websync: WebsyncResource) -> Output[list]:
     """Per table: dev count, prod count, rows missing in prod, rows only in prod."""
     with as_failure(websync):
-        diffs = run_diff(websync.sync_context())
+        diffs = run_diff(websync.sync_context(), cache_dir=diff_cache_dir(context.instance))
     for observation in diff_observations(diffs):
         context.log_event(observation)
     table_md = markdown_table(diff_rows(diffs))
-    context.log.info(f"dev vs prod\n{table_md}")
+    context.log.info("; ".join(d.summary() for d in diffs))
     return Output(diff_rows(diffs), metadata={"diff": MetadataValue.md(table_md)})

@@ -19,7 +19,7 @@ class WebsyncResource(ConfigurableResource):
     _context: SyncContext | None = PrivateAttr(default=None)
 
     def settings(self) -> Settings:
-        return load_settings(env_file=self.env_file)
+        return load_settings(env_file=self.env_file, require_prod=False)
 
     def sync_context(self) -> SyncContext:
         """The run's shared connections, opened on first use (so that bad settings fail inside a step,

@@ -10,7 +10,6 @@ the run key is derived from the drift itself, so the same drift never launches t
 
 import hashlib
 import json
-from pathlib import Path
 
 from dagster import (
     DefaultSensorStatus,
@@ -23,16 +22,10 @@ from dagster import (
 
 from websync_dagster.core.errors import SyncError
 from websync_dagster.defs.jobs import AssetJob
-from websync_dagster.defs.ops import diff_observations
+from websync_dagster.defs.ops import diff_cache_dir, diff_observations
 from websync_dagster.defs.resources import WebsyncResource
 from websync_dagster.engine.diff import TableDiff
 from websync_dagster.engine.run import run_diff
-
-
-def diff_cache_dir(context: SensorEvaluationContext) -> Path:
-    """Where the diff keeps each side's per-bucket figures between ticks: ``<instance dir>/websync/diff-cache``
-    (``$DAGSTER_HOME`` for a persistent instance). Deleting it only makes the next tick hash every row."""
-    return Path(context.instance.root_directory) / "websync" / "diff-cache"
 
 
 def drift_key(diffs: list[TableDiff]) -> str:
@@ -61,7 +54,7 @@ def evaluate_diff(context: SensorEvaluationContext, websync: WebsyncResource) ->
     """One tick: the diff as observations and a message; a run request when auto-sync is on and rows are missing."""
     try:
         settings = websync.settings()
-        diffs = run_diff(settings, cache_dir=diff_cache_dir(context))
+        diffs = run_diff(settings, cache_dir=diff_cache_dir(context.instance))
     except SyncError as exc:
         message = f"cannot compute the dev/prod diff: {exc}"
         context.log.warning(message)

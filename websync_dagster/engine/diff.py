@@ -21,7 +21,7 @@ from psycopg import sql
 
 from websync_dagster.engine.diff_cache import BucketOutcome, BucketState, DiffCache
 from websync_dagster.engine.plan import TablePlan
-from websync_dagster.transport.base import Query, Statement, Step
+from websync_dagster.transport.base import Query, Results, Statement, Step
 
 #: a range with at most this many rows on each side is compared id by id
 LEAF_ROWS = 256
@@ -36,7 +36,7 @@ _SAME_TEXT = sql.SQL(
 
 
 class TransactionSession(Protocol):
-    def run_transaction(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]: ...
+    def run_transaction(self, steps: Sequence[Step]) -> Results: ...
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,9 @@ def _within(key: str, prefixes: Sequence[str], length: int) -> sql.Composable:
         sql.Identifier("t", key), sql.Literal(length), sql.Literal(list(prefixes)))
 
 
-def _run(session: TransactionSession, *queries: sql.Composable) -> list[list[dict[str, Any]]]:
-    return session.run_transaction([Statement(_SAME_TEXT), *(Query(q) for q in queries)])
+def _run(session: TransactionSession, **queries: sql.Composable) -> Results:
+    """The named queries in one transaction (one snapshot), values printed the same way on both sides."""
+    return session.run_transaction([Statement(_SAME_TEXT), *(Query(name, q) for name, q in queries.items())])
 
 
 def _bucket_figures(
@@ -101,7 +102,7 @@ def _bucket_figures(
         "FROM {t} AS t WHERE {where} GROUP BY 1"
     ).format(k=sql.Identifier("t", key), d=sql.Literal(depth), v=_version_hash(key), h=_row_hash(key, columns),
              t=sql.Identifier(table), where=_within(key, prefixes, length))
-    return {r["b"]: BucketState(r["n"], r["v"], r["x"]) for r in _run(session, query)[0]}
+    return {r["b"]: BucketState(r["n"], r["v"], r["x"]) for r in _run(session, buckets=query).rows("buckets")}
 
 
 def _identity_query(table: str, key: str, columns: Sequence[str]) -> sql.Composed:
@@ -139,7 +140,8 @@ def _top_level(session: TransactionSession, plan: TablePlan, columns: Sequence[s
     if cache is None:
         buckets = _bucket_figures(session, table, key, columns, TOP_DEPTH)
         return _TopLevel(buckets, 1, len(buckets))
-    (found,), signature_rows = _run(session, _identity_query(table, key, columns), _signature_query(table, key))
+    results = _run(session, identity=_identity_query(table, key, columns), signature=_signature_query(table, key))
+    (found,), signature_rows = results.rows("identity"), results.rows("signature")
     identity = {**found, "table": table, "key": key, "columns": list(columns), "depth": TOP_DEPTH}
     signatures = {r["b"]: (r["n"], r["v"]) for r in signature_rows}
     saved = cache.load(identity) or {}
@@ -206,7 +208,7 @@ def _leaf_hashes(
     query = sql.SQL("SELECT {k}::text AS id, {h} AS h FROM {t} AS t WHERE {where}").format(
         k=sql.Identifier("t", key), h=_row_hash(key, columns), t=sql.Identifier(table),
         where=_within(key, prefixes, depth))
-    return {r["id"]: r["h"] for r in _run(session, query)[0]}
+    return {r["id"]: r["h"] for r in _run(session, leaves=query).rows("leaves")}
 
 
 def _moved(parents: dict[str, BucketState], children: Iterable[tuple[str, int, int]], length: int,

@@ -115,15 +115,15 @@ class LoadResult:
         return asdict(self)
 
 
-def advisory_lock(table: str) -> Query:
+def advisory_lock(table: str) -> Statement:
     """Serialises syncs of one table: two runs never interleave their loads."""
-    return Query(sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0)) AS locked").format(
+    return Statement(sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(
         sql.Literal(f"websync:{table}")
     ))
 
 
-def count_rows(table: str) -> Query:
-    return Query(sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table)))
+def count_rows(table: str, name: str = "rows") -> Query:
+    return Query(name, sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table)))
 
 
 def file_chunks(path: Path) -> Callable[[], Iterator[bytes]]:
@@ -212,9 +212,9 @@ def _fast_path_steps(plan: TablePlan, source: Callable[[], Iterable[bytes]]) -> 
     table = sql.Identifier(plan.table)
     return [
         advisory_lock(plan.table),
-        count_rows(plan.table),
-        CopyIn(table, plan.shipped, source),
-        count_rows(plan.table),
+        count_rows(plan.table, "before"),
+        CopyIn("copied", table, plan.shipped, source),
+        count_rows(plan.table, "after"),
     ]
 
 
@@ -352,11 +352,11 @@ def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterabl
     ).format(table=table, cols=_columns(plan.shipped), probe=PROBE)
     return [
         advisory_lock(plan.table),
-        count_rows(plan.table),
+        count_rows(plan.table, "before"),
         Statement(sql.SQL(
             "CREATE TEMP TABLE _ws_stage (_ws_row bigint GENERATED ALWAYS AS IDENTITY, {}) ON COMMIT DROP"
         ).format(stage_columns)),
-        CopyIn(STAGE, plan.shipped, source),
+        CopyIn("staged", STAGE, plan.shipped, source),
         Statement(sql.SQL(
             "CREATE TEMP TABLE _ws_probe (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED) "
             "ON COMMIT DROP"
@@ -378,11 +378,12 @@ def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterabl
             insert_range.as_string(None)))),
         Statement(sql.SQL(_INSERT_BLOCK).format(
             conditions=sql.SQL(" OR ").join(map(sql.SQL, ROW_REFUSALS.values())), key=sql.Identifier(plan.key))),
-        Query(sql.SQL("SELECT n FROM {}").format(INSERTED)),
-        count_rows(plan.table),
-        Query(sql.SQL("SELECT key_name, count(*) AS n FROM {} GROUP BY key_name").format(SKIPPED)),
-        Query(sql.SQL("SELECT column_name, sum(n)::bigint AS n FROM {} GROUP BY column_name").format(NULLED)),
-        Query(sql.SQL(
+        Query("inserted", sql.SQL("SELECT n FROM {}").format(INSERTED)),
+        count_rows(plan.table, "after"),
+        Query("skipped", sql.SQL("SELECT key_name, count(*) AS n FROM {} GROUP BY key_name").format(SKIPPED)),
+        Query("nulled", sql.SQL("SELECT column_name, sum(n)::bigint AS n FROM {} GROUP BY column_name")
+              .format(NULLED)),
+        Query("rejects", sql.SQL(
             "SELECT r.id, r.reason, CASE WHEN r._ws_row <= {limit} THEN to_jsonb(s) - '_ws_row' END AS row "
             "FROM {rejects} AS r LEFT JOIN {stage} AS s USING (_ws_row) ORDER BY r._ws_row"
         ).format(limit=sql.Literal(REJECT_ROWS_RETURNED), rejects=REJECTS, stage=STAGE)),
@@ -528,10 +529,10 @@ def _staged_load(
     """The staged path, filling ``result`` from the server's counts."""
     assert plan.prod is not None
     results = session.run_transaction(_staged_steps(plan, plan.prod, source))
-    _, before, staged, inserted, after, skipped, nulled, rejects = results
+    skipped, nulled, rejects = results.rows("skipped"), results.rows("nulled"), results.rows("rejects")
     result.mode = "staged"
-    result.before, result.after = before[0]["n"], after[0]["n"]
-    result.inserted = inserted[0]["n"]
+    result.before, result.after = results.value("before", "n"), results.value("after", "n")
+    result.inserted = results.value("inserted", "n")
     result.skipped = {r["key_name"]: r["n"] for r in skipped if r["key_name"] != ALREADY_PRESENT}
     present_now = sum(r["n"] for r in skipped if r["key_name"] == ALREADY_PRESENT)
     result.already_present += present_now
@@ -539,7 +540,7 @@ def _staged_load(
     result.rejected = len(rejects)
     result.reject_file = _write_rejects(reject_dir, plan.table, stamp, rejects)
     accounted = result.inserted + result.rejected + result.skipped_total + present_now
-    result.lost = result.shipped - min(accounted, staged[0]["rows"])
+    result.lost = result.shipped - min(accounted, results.value("staged", "rows"))
 
 
 def _try_fast_path(
@@ -547,14 +548,14 @@ def _try_fast_path(
 ) -> LoadResult:
     """COPY straight into the table; on refusal record why and leave the table as it was."""
     try:
-        _, before, copied, after = session.run_transaction(_fast_path_steps(plan, source))
+        results = session.run_transaction(_fast_path_steps(plan, source))
     except psycopg.Error as exc:
         if not refused_by_a_row(exc):
             raise
         result.fallback_reason = _first_line(exc)
         return result
     result.mode = "direct copy"
-    result.before, result.after = before[0]["n"], after[0]["n"]
-    result.inserted = copied[0]["rows"]  # the server's count: a row a trigger swallowed is not in it
+    result.before, result.after = results.value("before", "n"), results.value("after", "n")
+    result.inserted = results.value("copied", "rows")  # the server's count: a row a trigger swallowed is not in it
     result.lost = result.shipped - result.inserted
     return result

@@ -60,7 +60,7 @@ class SyncContext:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.transport: ProdTransport = make_transport(settings)
+        self._transport: ProdTransport | None = None
         self._stack = contextlib.ExitStack()
         self._dev: psycopg.Connection | None = None
         self._prod: ProdSession | None = None
@@ -76,6 +76,13 @@ class SyncContext:
         self._stack.close()
         self._dev = self._prod = None
         self._planning = None
+
+    @property
+    def transport(self) -> ProdTransport:
+        """How prod is reached, made on first use: an offline export never needs to know."""
+        if self._transport is None:
+            self._transport = make_transport(self.settings)
+        return self._transport
 
     @property
     def dev(self) -> psycopg.Connection:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from websync_dagster.core.errors import ConfigError
+from websync_dagster.core.settings import NO_PROD
+
 if TYPE_CHECKING:
     from websync_dagster.core.settings import Settings
     from websync_dagster.transport.base import ProdTransport
@@ -21,5 +24,6 @@ def make_transport(settings: Settings) -> ProdTransport:
         return SshTunnelTransport(settings)
     from websync_dagster.transport.direct import DirectTransport
 
-    assert settings.prod_url is not None
+    if settings.prod_url is None:
+        raise ConfigError(NO_PROD)
     return DirectTransport(settings.prod_url, settings.redactor(), settings.prod_idle_timeout_s)

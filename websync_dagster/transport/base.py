@@ -1,12 +1,14 @@
 """The seam between the engine and prod: how statements, queries and COPY data reach it.
 
 Every transport runs the same steps; the engine never knows whether prod is a local URL, a
-port forwarded over SSH, or a ``psql`` process on the VPS.
+port forwarded over SSH, or a ``psql`` process on the VPS. Each step that returns something has a
+name, and a transaction's results are read by that name (``Results``), on every transport.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,8 +26,10 @@ class Statement:
 
 @dataclass(frozen=True)
 class Query:
-    """A SELECT whose rows come back as a list of dicts (through JSON, the same on every transport)."""
+    """A SELECT whose rows come back, under ``name``, as a list of dicts (through JSON, the same on every
+    transport)."""
 
+    name: str
     query: sql.Composable
 
 
@@ -33,9 +37,11 @@ class Query:
 class CopyIn:
     """``COPY table (columns) FROM STDIN`` of a Postgres CSV with header, fed by ``source``.
 
-    ``source`` is called once per attempt and yields bytes.
+    ``source`` is called once per attempt and yields bytes. Its result, under ``name``, is
+    ``[{"rows": <rows the server copied>}]``.
     """
 
+    name: str
     table: sql.Identifier
     columns: tuple[str, ...]
     source: Callable[[], Iterable[bytes]]
@@ -48,6 +54,38 @@ class CopyIn:
 
 
 Step = Statement | Query | CopyIn
+
+
+class Results(dict[str, list[dict[str, Any]]]):
+    """What a transaction's named steps returned, by step name."""
+
+    def rows(self, name: str) -> list[dict[str, Any]]:
+        """The rows of the step ``name``; a step that did not run is a programming error, said as such."""
+        if name not in self:
+            raise KeyError(f"no result named {name!r} in this transaction (steps: {', '.join(self)})")
+        return self[name]
+
+    def value(self, name: str, column: str) -> Any:
+        """The one value of a step that returns one row (a count, a copied-rows figure)."""
+        rows = self.rows(name)
+        if len(rows) != 1:
+            raise ValueError(f"step {name!r} returned {len(rows)} rows, not one")
+        return rows[0][column]
+
+
+_STEP_NAME = re.compile(r"^\w+$")
+
+
+def check_step_names(steps: Sequence[Step]) -> None:
+    """Each named step's name is a word (it travels in psql's output) and is used once: a result is never
+    silently replaced by another's."""
+    names = [s.name for s in steps if not isinstance(s, Statement)]
+    bad = [n for n in names if not _STEP_NAME.match(n)]
+    if bad:
+        raise ValueError(f"step names must be words (letters, digits, _): {', '.join(map(repr, bad))}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"step names used twice in one transaction: {', '.join(twice)}")
 
 
 def as_json_rows(query: sql.Composable) -> sql.Composed:
@@ -72,9 +110,9 @@ class ProdSession(ABC):
         """Stream the output of ``COPY (...) TO STDOUT``."""
 
     @abstractmethod
-    def run_transaction(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
-        """Run the steps in one transaction; return, in order, the rows of each Query step and, for each
-        CopyIn step, ``[{"rows": <rows the server copied>}]``.
+    def run_transaction(self, steps: Sequence[Step]) -> Results:
+        """Run the steps in one transaction; return the rows of each Query step and, for each CopyIn
+        step, ``[{"rows": <rows the server copied>}]``, under the step's name.
 
         Any error rolls the whole transaction back and propagates.
         """

@@ -17,9 +17,11 @@ from websync_dagster.transport.base import (
     ProdSession,
     ProdTransport,
     Query,
+    Results,
     Statement,
     Step,
     as_json_rows,
+    check_step_names,
 )
 
 CONNECT_TIMEOUT_S = 15
@@ -81,8 +83,9 @@ class PsycopgSession(ProdSession):
             for chunk in copy:
                 yield bytes(chunk)
 
-    def run_transaction(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
-        results: list[list[dict[str, Any]]] = []
+    def run_transaction(self, steps: Sequence[Step]) -> Results:
+        check_step_names(steps)
+        results = Results()
         with self.conn.transaction(), self.conn.cursor() as cur:
             try:
                 for step in steps:
@@ -94,18 +97,18 @@ class PsycopgSession(ProdSession):
         return results
 
     @staticmethod
-    def _run_step(cur: psycopg.Cursor[Any], step: Step, results: list[list[dict[str, Any]]]) -> None:
+    def _run_step(cur: psycopg.Cursor[Any], step: Step, results: Results) -> None:
         if isinstance(step, Statement):
             cur.execute(step.query)
         elif isinstance(step, Query):
             cur.execute(as_json_rows(step.query))
             row = cur.fetchone()
-            results.append(row[0] if row else [])
+            results[step.name] = row[0] if row else []
         elif isinstance(step, CopyIn):
             with cur.copy(step.query) as copy:
                 for chunk in step.source():
                     copy.write(chunk)
-            results.append([{"rows": cur.rowcount}])
+            results[step.name] = [{"rows": cur.rowcount}]
 
     def _abandon(self) -> None:
         """Interrupted (Ctrl-C) mid-transaction: cancel what prod is running and drop the connection, so

@@ -27,11 +27,21 @@ from psycopg import sql
 
 from websync_dagster.core.errors import ConfigError, SyncError
 from websync_dagster.core.settings import Settings
-from websync_dagster.transport.base import CopyIn, ProdSession, Query, Statement, Step, as_json_rows
+from websync_dagster.transport.base import (
+    CopyIn,
+    ProdSession,
+    Query,
+    Results,
+    Statement,
+    Step,
+    as_json_rows,
+    check_step_names,
+)
 from websync_dagster.transport.ssh import RemoteResult, SshConnection, SshError, SshTransport, remote_failure
 
 PSQL_OPTIONS = "-X -q -A -t -v ON_ERROR_STOP=1"
 _MARK = "__websync_result_{}__"
+_MARK_LINE = re.compile(r"^__websync_result_(\w+)__$", re.MULTILINE)
 _DONE = "__websync_committed__"
 _TERMINATOR_LINE = re.compile(rb"^\\\.(?=\r?$)", re.MULTILINE)
 _ERROR = re.compile(r"(?:ERROR|FATAL):\s+(.*)")
@@ -100,7 +110,7 @@ def _restore_terminator_lines(copy: CopyIn, token: str) -> bytes:
     return "".join(_sql_text(s) for s in statements).encode()
 
 
-def _marked_query(mark: int, query: sql.Composable) -> bytes:
+def _marked_query(mark: str, query: sql.Composable) -> bytes:
     """A query whose JSON result is printed after a marker line, between stretches of silenced output."""
     text = _sql_text(as_json_rows(query))
     return f"\\o\n\\echo {_MARK.format(mark)}\n{text};\n\\o /dev/null\n".encode()
@@ -167,13 +177,11 @@ class PsqlSession(ProdSession):
 
     def _script(self, steps: Sequence[Step]) -> Iterator[bytes]:
         yield f"\\o /dev/null\nSET idle_in_transaction_session_timeout = {self.idle_timeout_ms};\nBEGIN;\n".encode()
-        marks = 0
         for step in steps:
             if isinstance(step, Statement):
                 yield (_sql_text(step.query) + ";\n").encode()
             elif isinstance(step, Query):
-                yield _marked_query(marks, step.query)
-                marks += 1
+                yield _marked_query(step.name, step.query)
             elif isinstance(step, CopyIn):
                 token = f"@@websync-dot-line-{secrets.token_hex(8)}@@"
                 found = [False]
@@ -182,12 +190,13 @@ class PsqlSession(ProdSession):
                 yield b"\\.\n"
                 if found[0]:
                     yield _restore_terminator_lines(step, token)
-                # psql only ever copies into a fresh staging table: its row count is the COPY's
-                yield _marked_query(marks, sql.SQL("SELECT count(*) AS rows FROM {}").format(step.table))
-                marks += 1
+                # psql (quiet) does not print COPY's row count; it only ever copies into a fresh staging
+                # table, whose row count is the COPY's
+                yield _marked_query(step.name, sql.SQL("SELECT count(*) AS rows FROM {}").format(step.table))
         yield f"COMMIT;\n\\o\n\\echo {_DONE}\n".encode()
 
-    def run_transaction(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
+    def run_transaction(self, steps: Sequence[Step]) -> Results:
+        check_step_names(steps)
         compressor = _Compressor(self.compression)
         channel = self.ssh.open_exec(f"{compressor.remote_command} | {self._psql()}")
         outputs: dict[str, bytes] = {}
@@ -224,12 +233,10 @@ class PsqlSession(ProdSession):
         return self._results(out)
 
     @staticmethod
-    def _results(out: str) -> list[list[dict[str, Any]]]:
-        results = []
-        parts = re.split(r"^__websync_result_\d+__$", out.split(_DONE)[0], flags=re.MULTILINE)
-        for part in parts[1:]:
-            results.append(json.loads(part.strip()))
-        return results
+    def _results(out: str) -> Results:
+        """Each marked step's JSON, by the name its marker line carries."""
+        parts = _MARK_LINE.split(out.split(_DONE)[0])
+        return Results((name, json.loads(text.strip())) for name, text in zip(parts[1::2], parts[2::2], strict=True))
 
 
 class SshPsqlTransport(SshTransport):

@@ -210,9 +210,9 @@ def test_ssh_psql_ships_compressed_and_keeps_backslash_dot_lines(sync_env, vps):
         results = session.run_transaction([
             Statement(sql.SQL("CREATE TEMP TABLE s ({}) ON COMMIT DROP").format(
                 sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in export.columns))),
-            CopyIn(sql.Identifier("s"), tuple(export.columns), file_chunks(Path(export.path))),
-            Query(sql.SQL("SELECT count(*) AS n, count(*) FILTER (WHERE extracted_text LIKE {}) AS dots FROM s")
+            CopyIn("copied", sql.Identifier("s"), tuple(export.columns), file_chunks(Path(export.path))),
+            Query("dots", sql.SQL("SELECT count(*) AS n, count(*) FILTER (WHERE extracted_text LIKE {}) AS dots FROM s")
                   .format(sql.Literal("%" + chr(10) + "\\\\." + chr(10) + "%"))),
         ])
-        assert results == [[{"rows": export.rows}], [{"n": export.rows, "dots": 1}]]
+        assert results == {"copied": [{"rows": export.rows}], "dots": [{"n": export.rows, "dots": 1}]}
         assert session.sent_bytes < 0.5 * session.raw_bytes, (session.sent_bytes, session.raw_bytes)
