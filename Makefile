@@ -6,6 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# the suite's own temp root: the embedded servers (another user) read their data there, and a pytest run
+# elsewhere on the machine re-tightens the shared /tmp/pytest-of-<user> to 0700
+PYTEST_TMP = --basetemp=$${TMPDIR:-/tmp}/websync-tests
+
 .PHONY: install demo demo-ssh demo-ui test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
@@ -32,7 +36,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	bash .ci/install-sshd.sh
-	WEBSYNC_REQUIRE_SSHD=$${WEBSYNC_REQUIRE_SSHD:-1} $(BIN)/python -m pytest -q -p no:cacheprovider
+	WEBSYNC_REQUIRE_SSHD=$${WEBSYNC_REQUIRE_SSHD:-1} $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_TMP)
 
 # the fast layer alone: no server, no subprocess (seconds)
 test-fast: $(STAMP) lint

@@ -62,7 +62,7 @@ def test_no_secret_in_output_run_storage_or_exports(sync_env: SyncEnv, vps: Vps,
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output.decode(errors="replace")[-3000:]
     first_line = proc.stderr.decode().splitlines()[0]
-    assert first_line.startswith("websync sync: dev=") and "transport=" in first_line
+    assert first_line.startswith("websync: sync: dev=") and "transport=" in first_line
     if case.startswith("ssh_psql"):
         shown_command = first_line.split("prod_psql=", 1)[1]
         assert shown_command.startswith("docker exec -i") and "***" in shown_command
