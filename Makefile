@@ -27,8 +27,10 @@ demo-ssh: $(STAMP)
 	bash .ci/install-sshd.sh
 	$(BIN)/python -m websync_dagster.demo --ssh
 
+# the UI (dg dev) on the demo's servers, runs and settings (the SSH ones after demo-ssh): make demo-ui PORT=3001
+PORT ?= 3000
 demo-ui: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m websync_dagster.demo --ui
+	$(BIN)/python -m websync_dagster.demo --ui --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
