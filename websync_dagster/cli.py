@@ -34,6 +34,7 @@ from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES, parse_tab
 from websync_dagster.defs.instance import WaitInterrupted, WaitTimeout, open_instance, run_tags, wait_for_pools
 from websync_dagster.engine.dry_run import dry_run
 from websync_dagster.engine.run import run_diff
+from websync_dagster.terminal import MessageView
 
 JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job"}
 RUNBOOK_FLAGS = {"--export": "export", "--status": "status", "--diff": "diff"}
@@ -195,31 +196,42 @@ def one_line_per_cause(lines: Sequence[str]) -> list[str]:
 
 
 class _MessagesOnly(logging.Handler):
-    """What the steps say (progress, warnings), one plain line each; Dagster's own events (step started,
-    failed with its stack trace...) are left out: the CLI prints its own line per failure."""
+    """What the steps say (progress, warnings) goes to the view, one message each; Dagster's own events (step
+    started, failed with its stack trace...) are left out: the CLI prints its own line per failure."""
+
+    def __init__(self, view: MessageView) -> None:
+        super().__init__()
+        self.view = view
 
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None) or {}
         if meta.get("dagster_event") is not None:
             return
         text = meta.get("orig_message", record.getMessage())
-        prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
-        print(f"websync: {prefix}{text}", file=sys.stderr, flush=True)
+        if record.levelno >= logging.WARNING:
+            self.view.line(f"websync: {record.levelname.lower()}: {text}")
+        else:
+            self.view.message(text)
 
 
-@logger(config_schema={"log_level": Field(str, is_required=False, default_value="INFO")},
-        description="The step's messages only, one line each (websync's CLI without --debug).")
-def messages_logger(init_context: InitLoggerContext) -> logging.Logger:
-    log = logging.Logger("websync", level=init_context.logger_config["log_level"])
-    log.addHandler(_MessagesOnly())
-    return log
+def messages_logger(view: MessageView) -> LoggerDefinition:
+    """The steps' messages only, shown by ``view`` (websync's CLI without --debug)."""
+
+    @logger(config_schema={"log_level": Field(str, is_required=False, default_value="INFO")},
+            description="The step's messages only, one line each (websync's CLI without --debug).")
+    def websync_messages(init_context: InitLoggerContext) -> logging.Logger:
+        log = logging.Logger("websync", level=init_context.logger_config["log_level"])
+        log.addHandler(_MessagesOnly(view))
+        return log
+
+    return websync_messages
 
 
-def job_for_cli(job: JobDefinition, debug: bool) -> JobDefinition:
+def job_for_cli(job: JobDefinition, debug: bool, view: MessageView) -> JobDefinition:
     """The job as the CLI runs it: Dagster's console log with --debug, otherwise the steps' messages only."""
     if debug:
         return job
-    loggers: dict[str, LoggerDefinition] = {"console": messages_logger}
+    loggers: dict[str, LoggerDefinition] = {"console": messages_logger(view)}
     return job.with_logger_defs(loggers)
 
 
@@ -228,12 +240,16 @@ def job_pools(job: JobDefinition) -> list[str]:
     return sorted({op.pool for op in job.graph.iterate_op_defs() if op.pool})
 
 
+#: how messages reach the user: live progress bars on a terminal, plain lines otherwise
+VIEW = MessageView()
+
+
 def say(line: str) -> None:
-    print(f"websync: {line}", file=sys.stderr, flush=True)
+    VIEW.line(f"websync: {line}")
 
 
 def error(line: str) -> None:
-    print(f"websync: error: {line}", file=sys.stderr, flush=True)
+    VIEW.line(f"websync: error: {line}")
 
 
 def env_file_to_read(env_file: str | None) -> str | None:
@@ -266,6 +282,7 @@ def print_rows(rows: Sequence[dict[str, Any]], as_json: bool, redact: Redactor) 
 def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: bool = False, as_json: bool = False,
         tables: str | None = None, dry_run_only: bool = False) -> int:
     """Run one mode's job (or the dry run); return the process exit code."""
+    VIEW.attach(sys.stderr)
     try:
         settings = prepare(mode, env_file, tables)
     except SyncError as exc:
@@ -292,12 +309,15 @@ def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: b
     except WaitInterrupted as exc:
         error(str(exc))
         return INTERRUPTED
-    result = job_for_cli(job, debug).execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}},
-        tags={"websync/cli": mode, **run_tags()},
-    )
+    try:
+        result = job_for_cli(job, debug, VIEW).execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}},
+            tags={"websync/cli": mode, **run_tags()},
+        )
+    finally:
+        VIEW.close()
     problems = one_line_per_cause(failures(result))
     rows = summary_rows(mode, result, full=as_json)
     if as_json:

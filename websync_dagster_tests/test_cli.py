@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +169,27 @@ def test_dry_run_figures_are_what_the_sync_then_does(cli_env):
     for table in TABLES:
         assert dry[table]["would_insert"] == real[table]["shipped"], table
         assert dry[table]["already_present"] <= real[table]["already_present"], table
+
+
+def _in_a_terminal(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run websync with a pseudo-terminal as its stdout and stderr, as a user's shell does."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "websync_dagster.cli", *args, "--env-file", "/dev/null"],
+                            cwd=REPO, env=env, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    out = b""
+    with contextlib.suppress(OSError):  # EIO once the process has exited and the terminal is closed
+        while data := os.read(leader, 1 << 16):
+            out += data
+    os.close(leader)
+    return proc.wait(timeout=120), out.decode("utf-8", "replace")
+
+
+def test_a_terminal_gets_progress_bars_and_a_pipe_plain_lines(cli_env):
+    env = {**cli_env, "WEBSYNC_PROGRESS_EVERY_S": "0", "COLUMNS": "120", "TERM": "xterm-256color"}
+    plain = websync(env, "export")
+    assert plain.returncode == 0 and "websync: web_pages export: " in plain.stderr and "━" not in plain.stderr
+    status, shown = _in_a_terminal(env, "export")
+    assert status == 0
+    assert "━" in shown and "web_pages export" in shown  # rich's bars, one per table
+    assert "websync: web_pages export: " not in shown  # not the plain lines

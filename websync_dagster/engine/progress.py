@@ -16,11 +16,13 @@ def default_interval() -> float:
 
 class Progress:
     def __init__(self, label: str, report: Reporter | None, *, total_bytes: int = 0, total_rows: int = 0,
-                 every_s: float | None = None) -> None:
+                 every_s: float | None = None, estimated: bool = False) -> None:
+        """``estimated``: the totals are dev's estimate (shown with ``~``), not the size of a finished file."""
         self.label = label
         self.report = report
         self.total_bytes = total_bytes
         self.total_rows = total_rows
+        self.estimated = estimated
         self.every_s = default_interval() if every_s is None else every_s
         self.bytes = 0
         self.started = time.perf_counter()
@@ -31,8 +33,9 @@ class Progress:
         mb, rate = self.bytes / 1e6, self.bytes / 1e6 / elapsed
         if self.total_bytes:
             rows = round(self.total_rows * self.bytes / self.total_bytes)
-            return (f"{self.label}: {mb:.1f} of {self.total_bytes / 1e6:.1f} MB (~{rows} of {self.total_rows} rows), "
-                    f"{rate:.1f} MB/s")
+            about = "~" if self.estimated else ""
+            return (f"{self.label}: {mb:.1f} of {about}{self.total_bytes / 1e6:.1f} MB (~{rows} of {about}"
+                    f"{self.total_rows} rows), {rate:.1f} MB/s")
         return f"{self.label}: {mb:.1f} MB, {rate:.1f} MB/s"
 
     def add(self, n: int) -> None:

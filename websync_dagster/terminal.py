@@ -1,0 +1,89 @@
+"""How the CLI shows the steps' messages: on a terminal, transfers as live progress bars (rich); otherwise,
+and for every other message, one plain line each."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+#: what websync_dagster.engine.progress writes: "<table> <export|load>: <MB>[ of <MB> MB] ..."
+_TRANSFER = re.compile(r"^(?P<label>\w+ (?:export|load)): (?P<done>[\d.]+)(?: of ~?(?P<total>[\d.]+))? MB")
+
+
+class MessageView:
+    """Prints ``websync: <message>`` lines; on a terminal, progress lines move a bar per table instead."""
+
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
+        """``stream``: stderr (as it is when a message is shown) unless given; ``live``: bars when it is a
+        terminal, unless given."""
+        self._stream = stream
+        self._owned: TextIO | None = None  # a duplicate of a descriptor, closed when another is attached
+        self._live = live
+        self._bars: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stderr
+
+    def attach(self, stream: TextIO) -> None:
+        """Show messages on ``stream`` from now on, through a duplicate of its file descriptor when it has
+        one: while steps run, Dagster points the process's stderr at its compute-log capture, and the bars
+        must still reach the user's terminal."""
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+        try:
+            self._stream = self._owned = os.fdopen(os.dup(stream.fileno()), "w", buffering=1, encoding="utf-8")
+        except (OSError, ValueError, io.UnsupportedOperation):  # a stream without a descriptor (captured)
+            self._stream = stream
+
+    @property
+    def live(self) -> bool:
+        return self.stream.isatty() if self._live is None else self._live
+
+    def message(self, text: str) -> None:
+        match = _TRANSFER.match(text) if self.live else None
+        if match is None:
+            self.line(f"websync: {text}")
+            return
+        bars = self._progress()
+        label, done = match["label"], float(match["done"]) * 1e6
+        total = float(match["total"]) * 1e6 if match["total"] else None
+        if label not in self._tasks:
+            self._tasks[label] = bars.add_task(label, total=total)
+        bars.update(self._tasks[label], completed=done, total=total, refresh=True)
+
+    def line(self, text: str) -> None:
+        if self._bars is not None:
+            self._bars.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def _progress(self) -> Progress:
+        if self._bars is None:
+            self._bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                  TransferSpeedColumn(), TimeRemainingColumn(),
+                                  console=Console(file=self.stream), transient=True)
+            self._bars.start()
+        return self._bars
+
+    def close(self) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+            self._tasks.clear()
