@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,11 @@ REJECT_SUBDIR = "rejects"
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
+#: a table whose link to prod breaks is retried this many times in the same run, after 2, 4, 8 s
+RECONNECT_ATTEMPTS = 3
+RECONNECT_PAUSE_S = 2.0
+
+
 def new_run_id() -> str:
     """A run id for a sync started outside Dagster: the UTC time, then random hex."""
     return f"{datetime.now(UTC):%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:12]}"
@@ -62,6 +68,7 @@ class SyncContext:
         self.settings = settings
         self._transport: ProdTransport | None = None
         self._stack = contextlib.ExitStack()
+        self._prod_stack = contextlib.ExitStack()
         self._dev: psycopg.Connection | None = None
         self._prod: ProdSession | None = None
         self._planning: Planning | None = None
@@ -73,6 +80,7 @@ class SyncContext:
         self.close()
 
     def close(self) -> None:
+        self._prod_stack.close()
         self._stack.close()
         self._dev = self._prod = None
         self._planning = None
@@ -95,8 +103,22 @@ class SyncContext:
     @property
     def prod(self) -> ProdSession:
         if self._prod is None:
-            self._prod = self._stack.enter_context(self.transport.session())
+            self._prod = self._prod_stack.enter_context(self.transport.session())
         return self._prod
+
+    @property
+    def prod_open(self) -> bool:
+        return self._prod is not None
+
+    def prod_lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the open prod session's link broke (then ``reconnect`` may complete the work)."""
+        return self._prod is not None and self._prod.connection_lost(exc)
+
+    def reconnect(self) -> None:
+        """Drop the prod session (what it had not committed is rolled back by prod); the next use opens one."""
+        with contextlib.suppress(Exception):
+            self._prod_stack.close()
+        self._prod = None
 
     def planning(self) -> Planning:
         """Each synced table's plan or planning error, in FK order, read once per context."""
@@ -307,11 +329,38 @@ def _run_table(
         raise TableSyncError(table, f"not loaded: {', '.join(blocked)} did not land in prod")
     if loaded and (scope == "delta" or not exported):
         run.reexported = not exported
-        _export_and_load(ctx, run, declared_deps, run_id, report)
+        _export_and_load_reconnecting(ctx, run, declared_deps, run_id, report)
     elif exported:
         run.export = run_export(ctx, table, scope=scope, run_id=run_id, report=report)
         if loaded:  # a full export: refused with the reason
             run.load = run_load(ctx, table, run.export, declared_deps=declared_deps, run_id=run_id, report=report)
+
+
+def _export_and_load_reconnecting(
+    ctx: SyncContext, run: TableRun, declared_deps: Mapping[str, Sequence[str]], run_id: str,
+    report: Reporter | None,
+) -> None:
+    """``_export_and_load``; when the link to prod breaks mid-table (SSH cut, prod restarted, backend
+    terminated), prod rolls that table back and the same run reconnects, after a pause that doubles each
+    time, and ships the table's delta again, which is what prod lacks now: nothing is lost or duplicated.
+    Each retry is one line; after ``RECONNECT_ATTEMPTS`` the table fails as before."""
+    reconnecting = False
+    for attempt in range(RECONNECT_ATTEMPTS + 1):
+        try:
+            _export_and_load(ctx, run, declared_deps, run_id if attempt == 0 else f"{run_id}.{attempt}", report)
+            return
+        except SyncError as exc:
+            failed_to_reopen = reconnecting and not ctx.prod_open  # prod still restarting, the link still down
+            if attempt == RECONNECT_ATTEMPTS or not (ctx.prod_lost(exc) or failed_to_reopen):
+                raise
+            reconnecting = True
+            pause = RECONNECT_PAUSE_S * 2 ** attempt
+            if report is not None:
+                reason = exc.cause if isinstance(exc, TableSyncError) else str(exc)
+                report(f"{run.table}: the link to prod broke ({reason}); prod rolled the table back; "
+                       f"reconnecting in {pause:g} s (retry {attempt + 1} of {RECONNECT_ATTEMPTS})")
+            ctx.reconnect()
+            time.sleep(pause)
 
 
 def _export_and_load(

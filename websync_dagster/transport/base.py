@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 
@@ -93,6 +94,27 @@ def as_json_rows(query: sql.Composable) -> sql.Composed:
     return sql.SQL("SELECT coalesce(json_agg(row_to_json(q)), '[]'::json) AS rows FROM ({}) AS q").format(query)
 
 
+#: SQLSTATEs of a prod that went away: connection exceptions (08), admin/crash shutdown, cannot connect now
+_LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what caused it, and so on (each once)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _is_lost_link(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate
+        return state is None or state.startswith("08") or state in _LOST_STATES
+    return isinstance(exc, ConnectionError | EOFError | TimeoutError)
+
+
 class ProdSession(ABC):
     """An open connection to prod."""
 
@@ -108,6 +130,11 @@ class ProdSession(ABC):
     @abstractmethod
     def copy_out(self, query: sql.Composable) -> Iterator[bytes]:
         """Stream the output of ``COPY (...) TO STDOUT``."""
+
+    def connection_lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (or what caused it) says the link to prod broke, rather than prod refusing the
+        work: a new session may then complete it. Interruptions are never a lost link."""
+        return any(_is_lost_link(e) for e in causes(exc))
 
     @abstractmethod
     def run_transaction(self, steps: Sequence[Step]) -> Results:

@@ -35,6 +35,7 @@ from websync_dagster.transport.base import (
     Statement,
     Step,
     as_json_rows,
+    causes,
     check_step_names,
 )
 from websync_dagster.transport.ssh import RemoteResult, SshConnection, SshError, SshTransport, remote_failure
@@ -48,7 +49,18 @@ _ERROR = re.compile(r"(?:ERROR|FATAL):\s+(.*)")
 
 
 class PsqlError(SyncError):
-    """psql on the VPS reported an error."""
+    """psql on the VPS reported an error; ``lost``: it lost its connection to the database (prod restarted,
+    the backend terminated), so what the script had not committed was rolled back."""
+
+    def __init__(self, message: str, *, lost: bool = False) -> None:
+        super().__init__(message)
+        self.lost = lost
+
+
+#: what psql prints when its server went away (libpq's and the server's own words)
+_LOST_LINK = ("terminating connection due to administrator command", "server closed the connection unexpectedly",
+              "the database system is shutting down", "the database system is starting up",
+              "connection to server", "could not connect to server", "no connection to the server")
 
 
 def _sql_text(query: sql.Composable) -> str:
@@ -129,15 +141,23 @@ class PsqlSession(ProdSession):
         #: prod ends the transaction if psql waits this long for the rest of a script (client paused or gone)
         self.idle_timeout_ms = idle_timeout_s * 1000
 
+    def connection_lost(self, exc: BaseException) -> bool:
+        """Also: the SSH connection that carries psql is gone (its scripts cannot have committed)."""
+        transport = self.ssh.client.get_transport()
+        if transport is None or not transport.is_active():
+            return True
+        return super().connection_lost(exc) or any(isinstance(e, PsqlError) and e.lost for e in causes(exc))
+
     def _psql(self) -> str:
         return f"{self.command} {PSQL_OPTIONS}"
 
     def _fail(self, status: int, stderr: bytes) -> PsqlError:
         text = self.ssh.redactor(stderr.decode("utf-8", "replace"))
         errors = [m.group(1).strip() for m in map(_ERROR.search, text.splitlines()) if m]
+        lost = any(marker in text for marker in _LOST_LINK)
         if errors:
-            return PsqlError(f"prod (psql on {self.ssh.settings.host}): {errors[0]}")
-        return PsqlError(remote_failure(self.command, RemoteResult(status, b"", stderr), self.ssh.redactor))
+            return PsqlError(f"prod (psql on {self.ssh.settings.host}): {errors[0]}", lost=lost)
+        return PsqlError(remote_failure(self.command, RemoteResult(status, b"", stderr), self.ssh.redactor), lost=lost)
 
     def check_reachable(self) -> None:
         """Fail now, with psql's own words, if the remote command cannot reach the database."""
