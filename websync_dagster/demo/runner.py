@@ -35,6 +35,8 @@ DATABASE = "moncabinet"
 DEFAULT_UI_PORT = 3000
 UI_HOST = "127.0.0.1"
 UI_START_S = 180
+#: the page `make demo-ui` sends the user to: the lineage, one group per table (the root opens on run history)
+LINEAGE_PATH = "/asset-groups"
 VPS_SETTINGS = ("VPS_HOST", "VPS_PORT", "VPS_USER", "VPS_KEY_FILE", "VPS_KNOWN_HOSTS")
 
 
@@ -191,7 +193,8 @@ def _serve(command: list[str], env: dict[str, str], url: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGINT))
     try:
         if _wait_until_served(url, process):
-            print(f"\nwebsync demo: the UI is ready: open {url}  (Ctrl-C stops it)\n", file=sys.stderr, flush=True)
+            print(f"\nwebsync demo: the UI is ready: open {url}{LINEAGE_PATH}  (the lineage; Ctrl-C stops it)\n",
+                  file=sys.stderr, flush=True)
         return process.wait()
     except KeyboardInterrupt:  # the terminal sent SIGINT to dg dev as well: let it shut its processes down
         return process.wait()

@@ -73,7 +73,7 @@ def test_demo_ui_after_demo_ssh_serves_on_the_ssh_settings(tmp_path):
         ui = subprocess.Popen([*DEMO, "--dir", str(demo_dir), "--ui", "--port", str(port)], cwd=REPO, env=env,
                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for(re.escape(f"websync demo: the UI is ready: open http://127.0.0.1:{port}"), log, ui)
+        _wait_for(re.escape(f"websync demo: the UI is ready: open http://127.0.0.1:{port}/asset-groups "), log, ui)
         settings = _env(demo_dir / "demo.env")  # rewritten for the sshd started again
         tunnel = _wait_for(r"transport: ssh_tunnel through websync@127\.0\.0\.1:(\d+)", log, ui)
         assert tunnel.group(1) == settings["VPS_PORT"]
