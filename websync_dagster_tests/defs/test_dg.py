@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
 from websync_dagster.core.tables import DEFAULT_TABLES as TABLES
@@ -147,3 +148,15 @@ def _wait_until_served(base: str, proc: subprocess.Popen, log_path: Path) -> Non
             assert proc.poll() is None, log_path.read_text()[-3000:]
             time.sleep(0.5)
     raise AssertionError(f"dg dev did not serve {base} within 120 s:\n{log_path.read_text()[-3000:]}")
+
+
+
+def test_fresh_instance_opens_on_the_page_not_a_pop_up(tmp_path):
+    """Dagster's UI covers its first page with a "Join the Dagster community" dialog on an instance whose
+    dagster.yaml does not turn it off (scripts/screenshots.py shows it); websync's instance settings do,
+    with SQLite storage and with Postgres storage."""
+    (tmp_path / "dagster.yaml").write_text(instance_yaml({}))
+    fix = "websync_dagster/defs/instance_config/{} needs `nux: {{enabled: false}}`: the UI opens under a pop-up"
+    assert DagsterInstance.from_config(str(tmp_path)).nux_enabled is False, fix.format("dagster.yaml")
+    postgres = yaml.safe_load(instance_yaml({"DAGSTER_PG_URL": "postgresql://u@127.0.0.1:1/d"}))
+    assert postgres.get("nux") == {"enabled": False}, fix.format("dagster.postgres.yaml")
