@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -c 'from websync_dagster.defs.instance import prepare_dagster_home; prepare_dagster_home()'
 	touch $(STAMP)
 
 install: $(STAMP)
