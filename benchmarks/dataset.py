@@ -7,6 +7,7 @@ Rows are cut from a pool of such text at random offsets, which keeps generation 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ def _vocabulary(rng: random.Random, size: int = 30_000) -> list[str]:
     return words
 
 
+@functools.cache
 def text_pool(seed: int = 11) -> str:
     rng = random.Random(seed)
     words = _vocabulary(rng)
@@ -84,3 +86,16 @@ def generate(dev: psycopg.Connection, scale: Scale, *, seed: int = 5, first: int
         sd._copy_rows(dev, table, table_rows)
     dev.commit()
     return {t: len(r) for t, r in rows.items()}
+
+
+def generate_scaled(dev: psycopg.Connection, factor: float) -> dict[str, int]:
+    """``generate`` at ``factor``; above x2 in batches of x1 (ids numbered from k * 1,000,000), so that the
+    benchmark never holds more than one x1 of rows (~1 GB of Python strings) at once."""
+    if factor <= 2:
+        return generate(dev, Scale().times(factor))
+    totals: dict[str, int] = {}
+    batches = [1.0] * int(factor) + ([factor - int(factor)] if factor > int(factor) else [])
+    for k, part in enumerate(batches):
+        rows = generate(dev, Scale().times(part), first=k * 1_000_000)
+        totals = {t: totals.get(t, 0) + n for t, n in rows.items()}
+    return totals

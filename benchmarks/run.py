@@ -1,6 +1,7 @@
 """websync against raw COPY and the shell runbook, on the same data, in one run.
 
-    .venv/bin/python benchmarks/run.py [--scale 1.0] [--no-2x] [--repeat 3] [--only-diff]
+    .venv/bin/python benchmarks/run.py [--scale 1.0] [--repeat 3] [--growth 2 | --no-2x] [--link-scale 0.25]
+                                       [--no-link] [--cut] [--only-link] [--only-diff]
 
 Measures (a) raw `COPY TO STDOUT | COPY FROM STDIN` between the two servers in FK order, (b) the
 runbook done locally with psql (`\\copy` to CSV, temp table, `INSERT ... SELECT ... ON CONFLICT (id)
@@ -11,6 +12,12 @@ its own line. Prints seconds, rows/s, MB/s, bytes sent to prod, peak RSS and the
 The diff is measured without a cache and as dev_prod_diff_sensor ticks: a first (cold) tick with an empty
 cache, then a tick with nothing changed, with the bytes it made prod read (pg_statio_user_tables blocks of
 the four tables, heap, TOAST and indexes) against the tables' total size; ``--only-diff`` measures only that.
+
+Also, at the first scale: the whole `websync sync` process of a no-op re-run (the console script, exec to
+exit) and where its time goes (``benchmarks/noop_profile.py``, ``python -X importtime``); the VPS link
+section (``benchmarks/vps_link.py``: runbook, ssh_tunnel and ssh_psql through a 20 Mbit/s, 40 ms link, at
+``--link-scale`` of the data; ``--cut`` adds a run reset at ~80% of web_pages); and ``--growth F`` measures
+the scale times F once (x10 = 4.6 GB of CSV) and prints the growth of each figure.
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ from psycopg import sql
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.dataset import Scale, generate  # noqa: E402
+from benchmarks.dataset import Scale, generate, generate_scaled  # noqa: E402
+from benchmarks.vps_link import link_report, measure_link  # noqa: E402
 from websync_dagster.core.settings import load_settings  # noqa: E402
 from websync_dagster.core.tables import DEFAULT_TABLES  # noqa: E402
 from websync_dagster.demo.postgres import EmbeddedPostgres  # noqa: E402
@@ -78,6 +86,11 @@ class Bench:
                 while time.monotonic() < deadline and conn.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'").fetchone()[0]:
                     time.sleep(0.5)
+
+    def drop(self, url: str) -> None:
+        """Drop a database the rest of the run no longer needs (disk: x10 is ~5 GB per copy)."""
+        with psycopg.connect(self.prod.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(url.rsplit("/", 1)[1])))
 
     def shared_columns(self, dev_url: str, prod_url: str, table: str) -> list[str]:
         query = ("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
@@ -122,28 +135,59 @@ def runbook(bench: Bench, dev_url: str, prod_url: str) -> dict:
     return {"seconds": time.perf_counter() - started}
 
 
-def websync(bench: Bench, dev_url: str, prod_url: str, home: Path, *, ssh: bool) -> dict:
-    """(c)-(e): `websync sync` in its own process; the run's duration as the Dagster instance records it."""
+def ssh_env(bench: Bench) -> dict[str, str]:
+    """Settings that reach prod through the loopback sshd (VPS_* of `websync`)."""
+    s = bench.sshd
+    return {"VPS_HOST": s.host, "VPS_PORT": str(s.port), "VPS_USER": s.user, "VPS_KEY_FILE": str(s.key_file),
+            "VPS_KNOWN_HOSTS": str(s.known_hosts)}
+
+
+def websync_env(dev_url: str, prod_url: str, home: Path, via: dict[str, str] | None) -> dict[str, str]:
+    """The process environment of a `websync` run: prod directly, or ``via`` (VPS_* and WEBSYNC_PROD_*)."""
     env = {**os.environ, "WEBSYNC_DEV_URL": dev_url, "WEBSYNC_PROD_URL": prod_url, "DAGSTER_HOME": str(home),
            "WEBSYNC_EXPORT_DIR": str(home / "exports")}
     for key in [k for k in env if k.startswith("VPS_") or k == "WEBSYNC_PROD_PSQL"]:
         env.pop(key)
-    if ssh:
-        s = bench.sshd
-        env.update(VPS_HOST=s.host, VPS_PORT=str(s.port), VPS_USER=s.user, VPS_KEY_FILE=str(s.key_file),
-                   VPS_KNOWN_HOSTS=str(s.known_hosts))
-    wall = time.time()
+    env.update(via or {})
+    return env
+
+
+def failure_detail(home: Path) -> str:
+    """The error of the last run's failed step, as the Dagster instance recorded it (its cause chain)."""
+    instance = DagsterInstance.from_config(str(home))
+    records = instance.get_run_records(limit=1)
+    if not records:
+        return "no run recorded"
+    for entry in instance.all_logs(records[0].dagster_run.run_id):
+        event = entry.dagster_event
+        if event is not None and event.is_step_failure and event.step_failure_data.error is not None:
+            return event.step_failure_data.error.to_string()[-4000:]
+    return "no step failure recorded"
+
+
+def websync(bench: Bench, dev_url: str, prod_url: str, home: Path, *, ssh: bool = False,
+            via: dict[str, str] | None = None, check: bool = True) -> dict:
+    """(c)-(e): `websync sync` in its own process; the run's duration as the Dagster instance records it,
+    and the process's wall time from exec to exit. ``check=False`` returns a failed run's exit code and
+    the last line it wrote on stderr instead of raising."""
+    env = websync_env(dev_url, prod_url, home, ssh_env(bench) if ssh else via)
+    wall = time.perf_counter()
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "websync_run.py"), "sync"], env=env,
-                          capture_output=True, text=True, cwd=REPO)
-    wall = time.time() - wall
+                          capture_output=True, text=True, cwd=home)
+    wall = time.perf_counter() - wall
     if proc.returncode != 0:
-        raise RuntimeError(f"websync failed: {proc.stderr[-3000:]}")
+        if check:
+            raise RuntimeError(f"websync failed: {proc.stderr[-3000:]}\n{failure_detail(home)}")
+        errors = [line for line in proc.stderr.splitlines() if line.strip()]
+        return {"wall_s": wall, "exit": proc.returncode, "error": errors[-1] if errors else "",
+                "detail": failure_detail(home)}
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     instance = DagsterInstance.from_config(str(home))
     record = instance.get_run_records(limit=1)[0]
     run_id = record.dagster_run.run_id
     steps = instance.get_run_step_stats(run_id)
     shipped = sent = rows = engine = 0.0
+    wire_by_table = {}
     for table in DEFAULT_TABLES:
         event = instance.get_latest_materialization_event(AssetKey([table, "prod_upserted"]))
         meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
@@ -151,30 +195,72 @@ def websync(bench: Bench, dev_url: str, prod_url: str, home: Path, *, ssh: bool)
         export_meta = {k: v.value for k, v in export.asset_materialization.metadata.items()}
         shipped += meta["bytes"]
         rows += meta["inserted"]
-        sent += meta.get("wire_bytes_sent", meta["bytes"])
+        wire_by_table[table] = meta.get("wire_bytes_sent", meta["bytes"])
+        sent += wire_by_table[table]
         engine += max(meta["seconds"], export_meta["seconds"])  # the load follows the export: they overlap
     run_s = record.end_time - record.start_time
     return {
         "seconds": run_s,
         "startup_s": record.start_time - info["process_start"],
         "wall_s": wall,
+        "exit": 0,
         "peak_rss_mb": info["peak_rss_mb"],
         "rows_inserted": rows,
         "csv_bytes_shipped": shipped,
         "bytes_sent_to_prod": sent,
+        "wire_by_table": wire_by_table,
         "steps": len(steps),
         "engine_s": engine,
         "dagster_overhead_s": run_s - engine,
     }
 
 
+WEBSYNC = Path(sys.executable).parent / "websync"
+
+
+def noop_process(dev_url: str, prod_url: str, home: Path, via: dict[str, str] | None) -> dict:
+    """The whole `websync sync` process (the console script, exec to exit) with nothing to ship."""
+    env = websync_env(dev_url, prod_url, home, via)
+    started = time.perf_counter()
+    proc = subprocess.run([str(WEBSYNC), "sync", "--quiet", "--env-file", "/dev/null"], env=env, cwd=home,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"websync failed: {proc.stderr[-3000:]}")
+    return {"seconds": wall, "wall_s": wall}
+
+
+def profile_noop(dev_url: str, prod_url: str, home: Path) -> dict:
+    """Stages of a no-op process (cProfile, so slower than unprofiled) and the heaviest imports."""
+    env = websync_env(dev_url, prod_url, home, None)
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "noop_profile.py"), str(home / "noop.prof")],
+                          env=env, cwd=home, capture_output=True, text=True)
+    ended, wall = time.time(), time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"profile failed: {proc.stderr[-3000:]}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    stages = {**info["stages"], "exit (teardown, as the parent sees it)": ended - info["main_end"]}
+    imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import websync_dagster.cli"], env=env,
+                             cwd=home, capture_output=True, text=True).stderr
+    return {"wall_s": wall, "stages": stages, "imports": import_totals(imports)}
+
+
+def import_totals(importtime: str, top: int = 10) -> dict[str, float]:
+    """Seconds of ``-X importtime`` self time per top-level package, the heaviest first."""
+    totals: dict[str, float] = {}
+    for line in importtime.splitlines():
+        parts = line.split("|")
+        if len(parts) != 3 or not parts[0].strip().split()[-1].isdigit():
+            continue
+        package = parts[2].strip().split(".")[0]
+        totals[package] = totals.get(package, 0.0) + int(parts[0].split()[-1]) / 1e6
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:top])
+
+
 def diff_cost(bench: Bench, dev_url: str, prod_url: str, *, ssh: bool) -> dict:
     """The dev-vs-prod diff (checksum bisection) right after a sync: nothing differs."""
-    env = {"WEBSYNC_DEV_URL": dev_url, "WEBSYNC_PROD_URL": prod_url}
-    if ssh:
-        s = bench.sshd
-        env.update(VPS_HOST=s.host, VPS_PORT=str(s.port), VPS_USER=s.user, VPS_KEY_FILE=str(s.key_file),
-                   VPS_KNOWN_HOSTS=str(s.known_hosts))
+    env = {"WEBSYNC_DEV_URL": dev_url, "WEBSYNC_PROD_URL": prod_url, **(ssh_env(bench) if ssh else {})}
     with SyncContext(load_settings(env, env_file=None)) as ctx:
         ctx.plans()
         wire_before = ctx.transport.wire_bytes_sent() or 0
@@ -206,11 +292,7 @@ def _prod_blocks_read(prod_url: str) -> int:
 def diff_tick(bench: Bench, dev_url: str, prod_url: str, cache_dir: Path, *, ssh: bool) -> dict:
     """One tick of dev_prod_diff_sensor's diff with its cache (connections and plans set up before the clock
     starts, as in ``diff_cost``), and the bytes it made prod read, against the four tables' total size."""
-    env = {"WEBSYNC_DEV_URL": dev_url, "WEBSYNC_PROD_URL": prod_url}
-    if ssh:
-        s = bench.sshd
-        env.update(VPS_HOST=s.host, VPS_PORT=str(s.port), VPS_USER=s.user, VPS_KEY_FILE=str(s.key_file),
-                   VPS_KNOWN_HOSTS=str(s.known_hosts))
+    env = {"WEBSYNC_DEV_URL": dev_url, "WEBSYNC_PROD_URL": prod_url, **(ssh_env(bench) if ssh else {})}
     with psycopg.connect(prod_url) as conn:
         block, total = conn.execute(
             "SELECT current_setting('block_size')::int, sum(pg_total_relation_size(c.oid))::bigint "
@@ -277,10 +359,10 @@ def diff_report(scale: dict) -> list[str]:
     return lines
 
 
-def measure_scale(bench: Bench, factor: float, repeat: int) -> dict:
+def measure_scale(bench: Bench, factor: float, repeat: int, *, profile: bool = False) -> dict:
     dev_url = bench.fresh(bench.dev, f"dev{str(factor).replace('.', '_')}")
     with psycopg.connect(dev_url) as dev:
-        rows = generate(dev, Scale().times(factor))
+        rows = generate_scaled(dev, factor)
     results: dict[str, list[dict]] = {}
 
     def timed(name: str, measure: Callable[[], dict]) -> None:
@@ -289,10 +371,13 @@ def measure_scale(bench: Bench, factor: float, repeat: int) -> dict:
 
     synced: dict[str, str] = {}
     for _ in range(repeat):
-        timed("raw_copy", partial(raw_copy, bench, dev_url, bench.fresh(bench.prod, "raw")))
+        prod_url = bench.fresh(bench.prod, "raw")
+        timed("raw_copy", partial(raw_copy, bench, dev_url, prod_url))
+        bench.drop(prod_url)
         prod_url = bench.fresh(bench.prod, "runbook")
         timed("runbook_full", partial(runbook, bench, dev_url, prod_url))
         timed("runbook_rerun", partial(runbook, bench, dev_url, prod_url))
+        bench.drop(prod_url)
         for ssh in (False, True):
             label = "ssh_tunnel" if ssh else "direct"
             prod_url = bench.fresh(bench.prod, label)
@@ -301,6 +386,10 @@ def measure_scale(bench: Bench, factor: float, repeat: int) -> dict:
             home.mkdir()
             timed(f"websync_full_{label}", partial(websync, bench, dev_url, prod_url, home, ssh=ssh))
             timed(f"websync_rerun_{label}", partial(websync, bench, dev_url, prod_url, home, ssh=ssh))
+            timed(f"noop_process_{label}", partial(noop_process, dev_url, prod_url, home, ssh_env(bench) if ssh else None))
+            if profile and not ssh and "noop_profile" not in results:
+                bench.settle()
+                results["noop_profile"] = [profile_noop(dev_url, prod_url, home)]
             timed(f"diff_in_sync_{label}", partial(diff_cost, bench, dev_url, prod_url, ssh=ssh))
             diff_ticks(bench, dev_url, prod_url, timed, label)
     # 1% new rows in dev; each repetition syncs them into a copy of a synced prod (of the last repetition)
@@ -313,6 +402,7 @@ def measure_scale(bench: Bench, factor: float, repeat: int) -> dict:
             home = bench.work / f"home_{label}_1pct_{bench.counter}"
             home.mkdir()
             timed(f"websync_1pct_{label}", partial(websync, bench, dev_url, prod_url, home, ssh=ssh))
+            bench.drop(prod_url)
     return {"factor": factor, "rows": rows, "results": results}
 
 
@@ -327,6 +417,8 @@ def report(scale: dict) -> list[str]:
     lines = [f"scale x{scale['factor']}: {rows} rows, {csv / 1e6:.0f} MB of CSV (shipped columns)",
              f"{'measurement':32} {'s':>8} {'rows/s':>9} {'MB/s':>7} {'sent MB':>9} {'RSS MB':>7} {'start s':>8} n"]
     for name, values in r.items():
+        if "seconds" not in values[0]:
+            continue
         s = median(values, "seconds")
         sent = median(values, "bytes_sent_to_prod") / 1e6 if "bytes_sent_to_prod" in values[0] else float("nan")
         rss = median(values, "peak_rss_mb") if "peak_rss_mb" in values[0] else float("nan")
@@ -355,14 +447,60 @@ def report(scale: dict) -> list[str]:
         f"re-run {median(r['websync_rerun_direct'], 'dagster_overhead_s'):5.2f} s, "
         f"1% {median(r['websync_1pct_direct'], 'dagster_overhead_s'):5.2f} s",
     ]
-    return lines + diff_report(scale)
+    return lines + noop_report(scale) + diff_report(scale)
+
+
+def noop_report(scale: dict) -> list[str]:
+    r = scale["results"]
+    rerun = median(r["runbook_rerun"], "seconds")
+    lines = ["no-op as the user waits for it (`websync sync --quiet`, exec to exit; runbook re-run "
+             f"{rerun:.2f} s in this run):"]
+    for label in ("direct", "ssh_tunnel"):
+        values = r[f"noop_process_{label}"]
+        lines.append(f"  {label:10} {median(values, 'seconds'):5.2f} s (<= 2.5) = {100 * median(values, 'seconds') / rerun:4.1f}% "
+                     "of the runbook's re-run (<= 30%); each: " + ", ".join(f"{v['seconds']:.2f}" for v in values))
+    if "noop_profile" in r:
+        prof = r["noop_profile"][0]
+        lines.append(f"  profiled no-op (cProfile, direct), {prof['wall_s']:.2f} s in all:")
+        lines += [f"    {stage:42} {s:6.2f} s" for stage, s in prof["stages"].items()]
+        lines.append("  heaviest imports (python -X importtime, self time summed per top-level package): "
+                     + ", ".join(f"{k} {v:.2f} s" for k, v in prof["imports"].items()))
+    return lines
+
+
+GROWTH = ("raw_copy", "runbook_full", "websync_full_direct", "websync_full_ssh_tunnel", "websync_rerun_direct",
+          "websync_1pct_direct", "noop_process_direct", "diff_in_sync_direct", "diff_tick_cold_direct",
+          "diff_tick_warm_direct")
+
+
+def growth_report(one: dict, big: dict) -> list[str]:
+    lines = [f"growth from x{one['factor']} to x{big['factor']} (ratio of medians; one repetition at x{big['factor']}):"]
+    for name in GROWTH:
+        a, b = one["results"].get(name), big["results"].get(name)
+        if not a or not b:
+            continue
+        line = f"  {name:26} {median(a, 'seconds'):7.2f} s -> {median(b, 'seconds'):7.2f} s  x{median(b, 'seconds') / median(a, 'seconds'):.2f}"
+        if "peak_rss_mb" in a[0]:
+            line += f", peak RSS {median(a, 'peak_rss_mb'):.0f} -> {median(b, 'peak_rss_mb'):.0f} MB"
+        if "prod_bytes_read" in a[0]:
+            line += f", prod read {median(a, 'prod_bytes_read') / 1e6:.1f} -> {median(b, 'prod_bytes_read') / 1e6:.1f} MB"
+        lines.append(line)
+    return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--no-2x", dest="twice", action="store_false")
+    parser.add_argument("--growth", type=float, default=2.0,
+                        help="also measure once at the scale times this (10: ~4.6 GB of CSV); 0: not at all")
+    parser.add_argument("--no-2x", dest="growth", action="store_const", const=0.0)
+    parser.add_argument("--link-scale", type=float, default=0.25,
+                        help="scale of the VPS link section (20 Mbit/s; x1 = 461 MB of CSV = ~3 min per runbook run)")
+    parser.add_argument("--no-link", dest="link", action="store_false", help="skip the VPS link section")
+    parser.add_argument("--only-link", action="store_true", help="only the VPS link section")
+    parser.add_argument("--cut", action="store_true",
+                        help="on the link, also a run reset at ~80%% of web_pages, and the run after it")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--only-diff", action="store_true",
                         help="only the diff: without a cache, and a cold then a warm tick with one (prod a raw COPY)")
@@ -372,27 +510,30 @@ def main() -> int:
     try:
         if args.only_diff:
             scales = [measure_diff_only(bench, args.scale, args.repeat)]
-            if args.twice:
-                scales.append(measure_diff_only(bench, args.scale * 2, args.repeat))
+            if args.growth:
+                scales.append(measure_diff_only(bench, args.scale * args.growth, args.repeat))
             for scale in scales:
                 for line in diff_report(scale):
                     print(line, flush=True)
             if args.json:
                 args.json.write_text(json.dumps(scales, indent=1, default=str))
             return 0
-        scales = [measure_scale(bench, args.scale, args.repeat)]
-        for line in report(scales[0]):
-            print(line, flush=True)
-        if args.twice:
-            scales.append(measure_scale(bench, args.scale * 2, 1))
-            for line in report(scales[1]):
+        scales: list[dict] = []
+        if args.link:
+            link = measure_link(bench, partial(websync, bench), args.link_scale, args.repeat, cut=args.cut,
+                                password=PASSWORD)
+            scales.append({"link": link})
+            for line in link_report(link):
                 print(line, flush=True)
-            one, two = scales
-            print("growth from x1 to x2 (ratio of medians):")
-            for name in ("raw_copy", "websync_full_direct", "websync_full_ssh_tunnel"):
-                print(f"  {name:28} time x{median(two['results'][name], 'seconds') / median(one['results'][name], 'seconds'):.2f}"
-                      + (f", peak RSS x{median(two['results'][name], 'peak_rss_mb') / median(one['results'][name], 'peak_rss_mb'):.2f}"
-                         if name != "raw_copy" else ""))
+        if not args.only_link:
+            scales.append(measure_scale(bench, args.scale, args.repeat, profile=True))
+            print(f"load average at the end of x{args.scale}: {os.getloadavg()}")
+            for line in report(scales[-1]):
+                print(line, flush=True)
+        if args.growth and not args.only_link:
+            scales.append(measure_scale(bench, args.scale * args.growth, 1))
+            for line in report(scales[-1]) + growth_report(scales[-2], scales[-1]):
+                print(line, flush=True)
         if args.json:
             args.json.write_text(json.dumps(scales, indent=1, default=str))
     finally:

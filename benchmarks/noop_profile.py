@@ -1,0 +1,63 @@
+"""Where the time of a no-op `websync sync` process goes (run by benchmarks/run.py with the environment of
+a synced prod; prints one JSON line).
+
+    python benchmarks/noop_profile.py OUT.prof
+
+Stages, in seconds of wall time: the interpreter's own start (exec to this script's first line, from
+/proc's process start time), importing `websync_dagster.cli` (Dagster, psycopg, paramiko, the code
+location's modules), then `cli.main(["sync"])` under cProfile, split by the cumulative time of what it
+calls: opening the instance, building the definitions, waiting for the pools, the in-process run (and in
+it the engine's `_sync`: connections, plans, key streams, loads), the rest (summary, printing). The
+parent adds the time from the JSON line to the process's exit (interpreter teardown).
+"""
+
+import time
+
+T_SCRIPT = time.time()
+
+import cProfile  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import pstats  # noqa: E402
+import sys  # noqa: E402
+
+STAGES = {  # (file suffix, function) -> stage name
+    ("defs/instance.py", "open_instance"): "open the instance",
+    ("websync_dagster/definitions.py", "defs"): "build the definitions",
+    ("definitions_class.py", "resolve_job_def"): "resolve the job",
+    ("defs/instance.py", "wait_for_pools"): "wait for the pools",
+    ("execute_in_process.py", "core_execute_in_process"): "the Dagster run (execute_in_process)",
+    ("defs/assets.py", "_sync"): "  in it: the engine (_sync)",
+}
+
+
+def process_start() -> float:
+    """Epoch seconds at which this process started (exec), from /proc."""
+    ticks = int(open("/proc/self/stat").read().rpartition(")")[2].split()[19])  # noqa: SIM115
+    boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))  # noqa: SIM115
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    started = process_start()
+    t0 = time.time()
+    from websync_dagster.cli import main as websync_main
+
+    t1 = time.time()
+    profiler = cProfile.Profile()
+    code = profiler.runcall(websync_main, ["sync", "--quiet", "--env-file", "/dev/null"])
+    t2 = time.time()
+    profiler.dump_stats(sys.argv[1])
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    stages: dict[str, float] = {"interpreter start": T_SCRIPT - started, "import websync_dagster.cli": t1 - t0}
+    for (path, _line, name), (_cc, _nc, _tt, cumulative, _callers) in stats.items():
+        for (suffix, function), stage in STAGES.items():
+            if name == function and path.endswith(suffix):
+                stages[stage] = stages.get(stage, 0.0) + cumulative
+    stages["cli.main in all (profiled)"] = t2 - t1
+    print(json.dumps({"exit": code, "stages": stages, "main_end": time.time()}), flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
