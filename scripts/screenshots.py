@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from urllib.parse import quote
 
 from websync_dagster.core.tables import DEFAULT_TABLES
 from websync_dagster.defs.instance import instance_yaml, prepare_dagster_home
+from websync_dagster.demo.ports import free_port
 from websync_dagster.demo.runner import LINEAGE_PATH, _env_file, _read_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,12 +44,6 @@ PAGES = {  # file -> (path, options of screenshot.mjs)
     "prod_upserted_plots.png": ("/assets/web_pages/prod_upserted?view=overview", ["--click", "Plots"]),
     "prod_upserted_metadata.png": ("/assets/web_pages/prod_upserted?view=overview", []),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _playwright() -> None:
@@ -69,7 +63,7 @@ def screenshot(url: str, out: Path, options: list[str]) -> dict:
 @contextlib.contextmanager
 def webserver(env: dict[str, str]) -> Iterator[str]:
     """dagster-webserver on a free port with ``env`` (DAGSTER_HOME, the settings); yields its base URL."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([str(WEBSERVER), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -26,7 +26,7 @@ from dagster import (
 )
 from dotenv import load_dotenv
 
-from websync_dagster.core.errors import ConfigError, SyncError
+from websync_dagster.core.errors import ConfigError, SyncError, first_line
 from websync_dagster.core.redact import Redactor
 from websync_dagster.core.report import text_table
 from websync_dagster.core.settings import Settings, load_settings
@@ -175,7 +175,7 @@ def failures(result: ExecuteInProcessResult) -> list[str]:
             if data.user_failure_data and data.user_failure_data.description:
                 lines.extend(data.user_failure_data.description.splitlines())  # one line per table
             elif data.error:
-                lines.append(f"{event.step_key}: {data.error.message.strip().splitlines()[0]}")
+                lines.append(f"{event.step_key}: {first_line(data.error.message)}")
             else:
                 lines.append(f"{event.step_key} failed")
     return lines

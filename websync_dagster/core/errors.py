@@ -1,6 +1,14 @@
 """Errors the engine raises: each one is a single line naming what is wrong."""
 
 
+def first_line(message: BaseException | str) -> str:
+    """The first line of a message or an exception's (its type's name when it has none): what a user is shown."""
+    text = str(message).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(message).__name__ if isinstance(message, BaseException) else ""
+
+
 class SyncError(Exception):
     """A problem the user can act on; its message is one line, free of secrets."""
 

@@ -47,6 +47,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from websync_dagster.demo.ports import free_port
+
 with warnings.catch_warnings():
     # Importing the package evaluates platformdirs' runtime dir, which warns when XDG_RUNTIME_DIR is unset.
     warnings.simplefilter("ignore")
@@ -86,13 +88,6 @@ _SETTINGS = {
 
 _prepared_installs: set[Path] = set()
 _module_lock = threading.Lock()
-
-
-def _free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_is_free(port: int) -> bool:
@@ -243,7 +238,7 @@ class EmbeddedPostgres:
         self.bin_dir = POSTGRES_VERSIONS[version]
         self._password = password
         self._port_explicit = port is not None
-        self.port = port if port is not None else (self._recorded_port() or _free_port())
+        self.port = port if port is not None else (self._recorded_port() or free_port())
         self.socket_dir = self._default_socket_dir()
         self._lock = threading.RLock()
         self._owns_server = False
@@ -288,7 +283,7 @@ class EmbeddedPostgres:
             self._prepare_socket_dir()
             for attempt in (1, 2):
                 if not self._port_explicit and not _port_is_free(self.port):
-                    self.port = _free_port()
+                    self.port = free_port()
                 self._write_config()
                 ok, log_tail = self._pg_ctl_start()
                 if ok:
@@ -306,7 +301,7 @@ class EmbeddedPostgres:
                 if attempt == 1 and (retry_port or retry_access):
                     _logger.info("start of %s failed (%s); retrying", self.data_dir, log_tail[-200:])
                     if retry_port:
-                        self.port = _free_port()
+                        self.port = free_port()
                     continue
                 raise RuntimeError(
                     f"PostgreSQL failed to start in {self.data_dir} on port {self.port}; "

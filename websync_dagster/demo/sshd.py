@@ -41,6 +41,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from websync_dagster.demo.ports import free_port
+
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"
 PRIVSEP_DIR = Path("/run/sshd")
@@ -240,12 +242,6 @@ def _hash_host(hostname: str) -> str:
     return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_banner(proc: subprocess.Popen, port: int, timeout: float) -> bool:
     """True once the port answers with an SSH banner, False if sshd exited."""
     deadline = time.monotonic() + timeout
@@ -314,7 +310,7 @@ def start_sshd(workdir: Path, *, env_path: str | None = None) -> SshServer:
     config = workdir / "sshd_config"
     last_error = ""
     for _attempt in range(3):
-        port = _free_port()
+        port = free_port()
         lines = [
             f"ListenAddress {HOST}",
             f"Port {port}",

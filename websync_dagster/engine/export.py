@@ -6,7 +6,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,6 @@ class ExportResult:
     already_in_prod: int
     clashes: dict[str, int]  # other unique key -> dev rows left out because prod holds that key value
     seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ExportResult:
-        return cls(**{**data, "columns": tuple(data["columns"])})
 
 
 def export_path(export_dir: Path, table: str, run_id: str) -> Path:

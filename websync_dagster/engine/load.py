@@ -21,14 +21,14 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from websync_dagster.core.errors import TableSyncError
+from websync_dagster.core.errors import TableSyncError, first_line
 from websync_dagster.engine.catalog import ExpressionKey, ForeignKey, TableInfo
 from websync_dagster.engine.export import ExportResult
 from websync_dagster.engine.follow import FollowedFile
@@ -110,9 +110,6 @@ class LoadResult:
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def advisory_lock(table: str) -> Statement:
@@ -390,11 +387,6 @@ def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterabl
     ]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _write_rejects(reject_dir: Path, table: str, stamp: str, rejects: list[dict[str, Any]]) -> str | None:
     """The run's own reject file (``stamp`` is the run id), created exclusively: never another run's."""
     if not rejects:
@@ -515,7 +507,7 @@ def _rolled_back_on_error(table: str) -> Iterator[None]:
     except TableSyncError:
         raise
     except Exception as exc:
-        raise TableSyncError(table, f"load into prod failed and was rolled back: {_first_line(exc)}") from exc
+        raise TableSyncError(table, f"load into prod failed and was rolled back: {first_line(exc)}") from exc
 
 
 def _staged_load(
@@ -552,7 +544,7 @@ def _try_fast_path(
     except psycopg.Error as exc:
         if not refused_by_a_row(exc):
             raise
-        result.fallback_reason = _first_line(exc)
+        result.fallback_reason = first_line(exc)
         return result
     result.mode = "direct copy"
     result.before, result.after = results.value("before", "n"), results.value("after", "n")

@@ -20,7 +20,7 @@ from types import TracebackType
 
 import psycopg
 
-from websync_dagster.core.errors import ConfigError, SyncError, TableSyncError
+from websync_dagster.core.errors import ConfigError, SyncError, TableSyncError, first_line
 from websync_dagster.core.settings import Settings
 from websync_dagster.engine.catalog import read_catalog
 from websync_dagster.engine.diff import TableDiff, diff_table
@@ -168,7 +168,7 @@ def run_export(
         except SyncError:
             raise
         except Exception as exc:  # a connection lost mid-COPY, a full disk...: one line naming the table
-            reason = ctx.settings.redactor()(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            reason = ctx.settings.redactor()(first_line(exc))
             raise TableSyncError(table, f"export failed: {type(exc).__name__}: {reason}") from exc
 
 

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from websync_dagster.core.errors import SyncError
+from websync_dagster.core.errors import SyncError, first_line
 from websync_dagster.core.redact import Redactor, safe_url
 from websync_dagster.transport.base import (
     CopyIn,
@@ -57,7 +57,7 @@ def connect(
     try:
         return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, application_name="websync", **kwargs)
     except psycopg.Error as exc:
-        reason = redactor(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        reason = redactor(first_line(exc))
         raise SyncError(f"cannot connect to {what} database at {where}: {reason}") from None
     except Exception as exc:  # malformed URLs raise ProgrammingError / ValueError subclasses
         raise SyncError(f"bad {what} database URL {where}: {redactor(str(exc))}") from None

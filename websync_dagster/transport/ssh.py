@@ -100,22 +100,33 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
                 f"authenticating (add it with ssh-keyscan after checking the fingerprint, or set VPS_HOST_KEY_SHA256)")
 
 
-class _FastZlibCompressor(ZlibCompressor):
-    """zlib level 1 instead of paramiko's default 6: on text it still shrinks the stream about 2.5x, at a
-    fraction of the CPU, which matters when the sync process and both databases share two cores."""
+#: zlib level of SSH compression: level 1 instead of paramiko's 6 still shrinks text about 2.5x, at a fraction
+#: of the CPU, which matters when the sync process and both databases share two cores
+SSH_ZLIB_LEVEL = 1
 
-    def __init__(self) -> None:
-        self.z = zlib.compressobj(1)
+
+def compression_table(level: int = SSH_ZLIB_LEVEL) -> dict[str, tuple[type, type]]:
+    """paramiko's table of compression methods, with its zlib compressor set to ``level``.
+
+    The one use of paramiko's private API (``Transport._compression_info`` and ``ZlibCompressor.z``),
+    fenced here: ``websync_dagster_tests/transport/test_paramiko_private.py`` fails if an upgrade changes
+    either, before a sync would silently fall back to level 6 or break.
+    """
+
+    class LeveledZlibCompressor(ZlibCompressor):
+        def __init__(self) -> None:
+            self.z = zlib.compressobj(level)
+
+    table = dict(paramiko.Transport._compression_info)
+    for name in ("zlib@openssh.com", "zlib"):
+        table[name] = (LeveledZlibCompressor, ZlibDecompressor)
+    return table
 
 
 class FastTransport(paramiko.Transport):
     """paramiko's Transport with faster compression and larger windows for bulk transfers."""
 
-    _compression_info = {  # noqa: RUF012 - same shape as paramiko's class attribute
-        **paramiko.Transport._compression_info,
-        "zlib@openssh.com": (_FastZlibCompressor, ZlibDecompressor),
-        "zlib": (_FastZlibCompressor, ZlibDecompressor),
-    }
+    _compression_info = compression_table()  # noqa: RUF012 - same shape as paramiko's class attribute
 
     def __init__(self, sock: socket.socket, **kwargs: object) -> None:
         super().__init__(sock, default_window_size=WINDOW_BYTES, default_max_packet_size=MAX_PACKET_BYTES,

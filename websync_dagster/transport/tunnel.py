@@ -44,7 +44,6 @@ class ProdEndpoint:
 
     host: str
     port: int
-    container: str | None = None
 
 
 def split_docker_url(url: str) -> tuple[str, str | None, int | None]:
@@ -81,8 +80,6 @@ class _Forwarder:
         self.target = target
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.bytes_up = 0
-        self.bytes_down = 0
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="websync-tunnel", daemon=True)
         self._thread.start()
@@ -114,13 +111,11 @@ class _Forwarder:
                     if not data:
                         break
                     channel.sendall(data)
-                    self.bytes_up += len(data)
                 if channel in readable:
                     data = channel.recv(_BUFFER)
                     if not data:
                         break
                     client.sendall(data)
-                    self.bytes_down += len(data)
         except (OSError, EOFError, paramiko.SSHException):
             pass  # the connection was cut: psycopg sees its socket close and the table's load fails
         finally:
@@ -154,7 +149,7 @@ class SshTunnelTransport(SshTransport):
     def session(self) -> Iterator[PsycopgSession]:
         with self._connection() as ssh:
             host = resolve_container(ssh, self.container) if self.container else self.endpoint_host
-            forwarder = _Forwarder(ssh, ProdEndpoint(host, self.endpoint_port, self.container))
+            forwarder = _Forwarder(ssh, ProdEndpoint(host, self.endpoint_port))
             try:
                 local = make_conninfo(self.url, host="127.0.0.1", port=str(forwarder.port))
                 shown = f"{safe_url(self.prod_url)} via SSH {ssh.where}"

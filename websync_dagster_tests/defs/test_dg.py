@@ -20,8 +20,9 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
 from websync_dagster.core.tables import DEFAULT_TABLES as TABLES
 from websync_dagster.defs.instance import instance_yaml
+from websync_dagster.demo.ports import free_port
 from websync_dagster_tests.conftest import DEV_PASSWORD, PROD_PASSWORD, SyncEnv
-from websync_dagster_tests.defs.test_webserver import _free_port, graphql
+from websync_dagster_tests.defs.test_webserver import graphql
 from websync_dagster_tests.helpers import count
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,7 +122,7 @@ def test_dagster_job_execute_still_syncs_with_only_dagsters_own_notice(sync_env,
 
 
 def test_dg_dev_serves_the_ui(sync_env, dg_env):
-    port = _free_port()
+    port = free_port()
     log_path = sync_env.dagster_home / "dg_dev.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([DG, "dev", "-p", str(port)], cwd=REPO, env=dg_env, stdout=log,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ from pathlib import Path
 import pytest
 
 from websync_dagster.cli import main as websync_main
+from websync_dagster.demo.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 WEBSERVER = str(Path(sys.executable).parent / "dagster-webserver")
 TABLES = ("web_sources", "knowledge_base", "web_pages", "web_files")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def graphql(base: str, query: str) -> dict:
@@ -37,7 +31,7 @@ def graphql(base: str, query: str) -> dict:
 
 @pytest.fixture
 def webserver(sync_env):
-    port = _free_port()
+    port = free_port()
     log = open(sync_env.dagster_home / "webserver.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([WEBSERVER, "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO,
                             env={**os.environ, **sync_env.env}, stdout=log, stderr=subprocess.STDOUT)

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from websync_dagster.demo.ports import free_port
 from websync_dagster.demo.runner import main, run_ui
 from websync_dagster.demo.sshd import SSHD
-from websync_dagster_tests.defs.test_webserver import _free_port, graphql
+from websync_dagster_tests.defs.test_webserver import graphql
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "websync_dagster.demo"]
@@ -68,7 +69,7 @@ def test_demo_ui_after_demo_ssh_serves_on_the_ssh_settings(tmp_path):
     assert ssh_demo.returncode == 0, (ssh_demo.stdout + ssh_demo.stderr)[-3000:]
     assert {"VPS_HOST", "VPS_PORT", "VPS_USER", "VPS_KEY_FILE", "VPS_KNOWN_HOSTS"} <= set(_env(demo_dir / "demo.env"))
 
-    port, log = _free_port(), tmp_path / "ui.log"
+    port, log = free_port(), tmp_path / "ui.log"
     with open(log, "w") as out:
         ui = subprocess.Popen([*DEMO, "--dir", str(demo_dir), "--ui", "--port", str(port)], cwd=REPO, env=env,
                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
