@@ -20,6 +20,8 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
 
+from websync_dagster.core.processes import pid_alive
+
 #: the instance settings websync writes into DAGSTER_HOME (shipped with the package)
 INSTANCE_CONFIG = Path(__file__).resolve().parent / "instance_config"
 DEFAULT_HOME = ".dagster_home"
@@ -106,12 +108,9 @@ def run_tags() -> dict[str, str]:
 
 
 def _process_alive(pid: int, started: str) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    """Alive, and the same process that started the run (not a new one that reuses its pid)."""
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        pass
     now = _process_start(pid)
     return not started or now is None or now == started
 

@@ -47,6 +47,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from websync_dagster.core.processes import pid_alive
 from websync_dagster.demo.ports import free_port
 
 with warnings.catch_warnings():
@@ -163,21 +164,6 @@ def _ensure_traversable(path: Path) -> None:
             parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie awaiting its reaper counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat_line.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 def _conf_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
@@ -199,7 +185,7 @@ class _PostmasterInfo:
             info = cls(lines)
         except (OSError, ValueError, IndexError):
             return None
-        if not _pid_alive(info.pid):
+        if not pid_alive(info.pid):
             return None
         with contextlib.suppress(OSError):  # guard against a stale pid file whose pid has been reused
             if b"postgres" not in Path(f"/proc/{info.pid}/cmdline").read_bytes():
@@ -351,7 +337,7 @@ class EmbeddedPostgres:
                 os.kill(pid, sig)
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline:
-                if not _pid_alive(pid):
+                if not pid_alive(pid):
                     return
                 time.sleep(0.05)
         raise RuntimeError(f"could not stop PostgreSQL (pid {pid}) in {self.data_dir}")

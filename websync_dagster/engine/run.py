@@ -351,7 +351,10 @@ def _export_and_load_reconnecting(
             return
         except SyncError as exc:
             failed_to_reopen = reconnecting and not ctx.prod_open  # prod still restarting, the link still down
-            if attempt == RECONNECT_ATTEMPTS or not (ctx.prod_lost(exc) or failed_to_reopen):
+            lost = ctx.prod_lost(exc) or failed_to_reopen
+            if attempt == RECONNECT_ATTEMPTS or not lost:
+                if lost:
+                    ctx.reconnect()  # the tables after this one try a new session, not the broken one
                 raise
             reconnecting = True
             pause = RECONNECT_PAUSE_S * 2 ** attempt
