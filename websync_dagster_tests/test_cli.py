@@ -56,6 +56,7 @@ def test_commands_come_first_whatever_the_order_and_the_runbook_flags_still_work
         normalised(["status", "--diff"], parser)
 
 
+@pytest.mark.servers  # three subprocesses
 def test_each_command_has_its_own_help_and_the_version_is_shown():
     sync_help = subprocess.run([sys.executable, "-m", "websync_dagster.cli", "sync", "--help"], capture_output=True,
                                text=True, check=True).stdout

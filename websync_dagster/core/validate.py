@@ -114,4 +114,7 @@ def tables_value(value: str | None, written: str) -> tuple[str, ...]:
     'no table' (a run would sync nothing and succeed)."""
     if value and not value.replace(",", "").strip():
         raise ConfigError(f"WEBSYNC_TABLES names no table ({written!r}): leave it unset to sync all four")
-    return tuple(parse_tables(value))
+    try:
+        return tuple(parse_tables(value))
+    except ConfigError as exc:
+        raise ConfigError(f"WEBSYNC_TABLES: {exc}") from None

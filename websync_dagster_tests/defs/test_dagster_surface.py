@@ -138,8 +138,8 @@ def test_bad_configuration_is_one_line_and_exit_2(sync_env, capsys, monkeypatch)
     monkeypatch.setenv("WEBSYNC_TABLES", "web_sources,pages")
     assert websync_main(["sync", "--env-file", "/dev/null"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["websync: error: unknown table 'pages': websync syncs web_sources, knowledge_base, web_pages, "
-                   "web_files"]
+    assert err == ["websync: error: WEBSYNC_TABLES: unknown table 'pages': websync syncs web_sources, "
+                   "knowledge_base, web_pages, web_files"]
 
 
 @pytest.mark.parametrize(("argv", "mode"), [([], "sync"), (["--export"], "export"), (["--status"], "status"),
