@@ -31,6 +31,7 @@ from websync_dagster.core.redact import Redactor
 from websync_dagster.core.report import text_table
 from websync_dagster.core.settings import Settings, load_settings
 from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES, parse_tables
+from websync_dagster.definitions import defs
 from websync_dagster.defs.instance import WaitInterrupted, WaitTimeout, open_instance, run_tags, wait_for_pools
 from websync_dagster.engine.dry_run import dry_run
 from websync_dagster.engine.run import run_diff
@@ -174,8 +175,11 @@ def failures(result: ExecuteInProcessResult) -> list[str]:
             data = event.step_failure_data
             if data.user_failure_data and data.user_failure_data.description:
                 lines.extend(data.user_failure_data.description.splitlines())  # one line per table
-            elif data.error:
-                lines.append(f"{event.step_key}: {first_line(data.error.message)}")
+            elif data.error:  # an error the steps did not turn into a line: say what it came from
+                root = data.error
+                while root.cause is not None:
+                    root = root.cause
+                lines.append(f"{event.step_key}: {first_line(root.message)}")
             else:
                 lines.append(f"{event.step_key} failed")
     return lines
@@ -298,8 +302,6 @@ def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: b
     if tables is not None and mode == "sync" and not quiet:
         for line in left_out_dependencies(settings, home):
             say(f"note: {line}")
-    from websync_dagster.definitions import defs
-
     job = defs().resolve_job_def(JOBS[mode])
     try:
         wait_for_pools(instance, job_pools(job), settings.wait_s, say)
