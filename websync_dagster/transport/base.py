@@ -94,8 +94,9 @@ def as_json_rows(query: sql.Composable) -> sql.Composed:
     return sql.SQL("SELECT coalesce(json_agg(row_to_json(q)), '[]'::json) AS rows FROM ({}) AS q").format(query)
 
 
-#: SQLSTATEs of a prod that went away: connection exceptions (08), admin/crash shutdown, cannot connect now
-_LOST_STATES = ("57P01", "57P02", "57P03")
+#: SQLSTATEs of a session prod ended: connection exceptions (08), admin/crash shutdown, cannot connect now,
+#: and the idle-in-transaction timeout (the client was paused: a new session can do the work)
+_LOST_STATES = ("57P01", "57P02", "57P03", "25P03")
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:
@@ -109,9 +110,11 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _is_lost_link(exc: BaseException) -> bool:
-    if isinstance(exc, psycopg.OperationalError):
+    if isinstance(exc, psycopg.Error):  # 25P03 is an InternalError to psycopg, the others OperationalErrors
         state = exc.sqlstate
-        return state is None or state.startswith("08") or state in _LOST_STATES
+        if state is None:
+            return isinstance(exc, psycopg.OperationalError)  # the connection closed under the client
+        return state.startswith("08") or state in _LOST_STATES
     return isinstance(exc, ConnectionError | EOFError | TimeoutError)
 
 

@@ -59,6 +59,7 @@ class PsqlError(SyncError):
 
 #: what psql prints when its server went away (libpq's and the server's own words)
 _LOST_LINK = ("terminating connection due to administrator command", "server closed the connection unexpectedly",
+              "terminating connection due to idle-in-transaction timeout",
               "the database system is shutting down", "the database system is starting up",
               "connection to server", "could not connect to server", "no connection to the server")
 

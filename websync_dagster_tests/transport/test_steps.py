@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from psycopg import sql
 
-from websync_dagster.transport.base import CopyIn, Query, Results, Statement, check_step_names
+from websync_dagster.core.errors import TableSyncError
+from websync_dagster.transport.base import CopyIn, ProdSession, Query, Results, Statement, check_step_names
 from websync_dagster.transport.psql import PsqlSession, escape_terminator_lines
 
 
@@ -39,3 +41,33 @@ def test_lines_that_end_psql_copy_data_are_swapped_for_the_token_and_flagged():
     chunks = [b'a,"x\n\\', b'.\ny"\n', b"\\.\n", b'b,"\\.']
     out = b"".join(escape_terminator_lines(chunks, b"TOKEN", found))
     assert out == b'a,"x\nTOKEN\ny"\nTOKEN\nb,"\\.\n' and found == [True]
+
+
+class _Session(ProdSession):
+    """The seam's default classification of errors, without a connection."""
+
+    def query(self, query):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def copy_out(self, query):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def run_transaction(self, steps):  # pragma: no cover - not used
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(("sqlstate", "lost"), [
+    ("25P03", True),   # idle-in-transaction timeout (an InternalError to psycopg): prod ended the session
+    ("57P01", True),   # admin shutdown, pg_terminate_backend
+    ("08006", True),   # connection failure
+    ("53100", False),  # disk full: prod refuses the work, a new session would too
+    ("23505", False),  # a unique violation: a row's fault
+])
+def test_a_lost_link_is_told_from_prod_refusing_the_work(sqlstate, lost):
+    error = psycopg.errors.lookup(sqlstate)("message")
+    wrapped = TableSyncError("web_pages", "load into prod failed")
+    wrapped.__cause__ = error
+    assert _Session().connection_lost(wrapped) is lost
+    closed_under_the_client = psycopg.OperationalError("server closed the connection unexpectedly")
+    assert _Session().connection_lost(closed_under_the_client)
+    assert not _Session().connection_lost(KeyboardInterrupt())
