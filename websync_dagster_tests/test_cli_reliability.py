@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import psycopg
 import pytest
@@ -157,14 +158,25 @@ def test_ctrl_c_while_waiting_exits_promptly(cli_env, sync_env, tmp_path):
     assert error_lines(err.read_text()) == [f"{ERROR} interrupted while waiting for run {run_id}; nothing was run"]
 
 
-def test_a_run_launched_outside_websync_is_waited_for_not_failed(cli_env, sync_env, tmp_path):
-    """A run from the webserver or `dagster job execute` has no websync pid: it is never taken for dead."""
+def _home_with_websync_yaml(cli_env: dict[str, str]) -> Path:
+    """DAGSTER_HOME with websync's instance settings, as `websync` writes them (the prod_sync pool)."""
     home = Path(cli_env["DAGSTER_HOME"])
     home.mkdir()
     (home / "dagster.yaml").write_text(instance_yaml({}))
+    return home
+
+
+def _dagster_job_execute(cli_env: dict[str, str], out: IO[str]) -> subprocess.Popen:
+    """websync_job started outside websync (no websync pid tag), as `dagster job execute` does."""
+    return subprocess.Popen([DAGSTER, "job", "execute", "-m", "websync_dagster.definitions", "-j", "websync_job"],
+                            cwd=REPO, env=cli_env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_a_run_launched_outside_websync_is_waited_for_not_failed(cli_env, sync_env, tmp_path):
+    """A run from the webserver or `dagster job execute` has no websync pid: it is never taken for dead."""
+    home = _home_with_websync_yaml(cli_env)
     with load_lock_held(sync_env.prod_url) as a_load_waits, open(tmp_path / "dagster.err", "w") as out:
-        other = subprocess.Popen([DAGSTER, "job", "execute", "-m", "websync_dagster.definitions", "-j", "websync_job"],
-                                 cwd=REPO, env=cli_env, stdout=out, stderr=subprocess.STDOUT)
+        other = _dagster_job_execute(cli_env, out)
         a_load_waits()
         run_id = run_in_progress(home)
         second = websync({**cli_env, "WEBSYNC_WAIT_S": "2"}, "sync", "--quiet", timeout=90)
@@ -184,12 +196,9 @@ def test_a_run_launched_outside_websync_is_waited_for_not_failed(cli_env, sync_e
 def test_a_dead_run_not_started_by_websync_is_freed_once_terminated_in_the_ui(cli_env, sync_env, tmp_path):
     """websync cannot tell whether a run it did not start is alive: it waits and says how to end it; once the
     run is marked over (as the UI's force-terminate does), the next run frees the slot it left behind."""
-    home = Path(cli_env["DAGSTER_HOME"])
-    home.mkdir()
-    (home / "dagster.yaml").write_text(instance_yaml({}))
+    home = _home_with_websync_yaml(cli_env)
     with load_lock_held(sync_env.prod_url) as a_load_waits, open(tmp_path / "dagster.err", "w") as out:
-        other = subprocess.Popen([DAGSTER, "job", "execute", "-m", "websync_dagster.definitions", "-j", "websync_job"],
-                                 cwd=REPO, env=cli_env, stdout=out, stderr=subprocess.STDOUT)
+        other = _dagster_job_execute(cli_env, out)
         a_load_waits()
         run_id = run_in_progress(home)
         other.send_signal(signal.SIGKILL)
