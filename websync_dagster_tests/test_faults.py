@@ -307,3 +307,46 @@ def test_every_prod_session_ends_when_idle_in_a_transaction(sync_env, prod_via):
     message = f"^{IDLE_TIMEOUT_ENV} must be a whole number of seconds above 0, not 'soon'$"
     with pytest.raises(ConfigError, match=message):
         prod_via(sync_env)
+
+
+#: one row per commit unit: each unit's time (1 ns) is up by its first row end (see engine/units.py)
+EVERY_ROW = {"WEBSYNC_COMMIT_EVERY_S": "0.000000001"}
+
+
+@pytest.mark.parametrize(("fault", "prod_via"), [("terminate", "direct"), ("terminate", "ssh_psql"),
+                                                  ("ssh_cut", "ssh_tunnel")], indirect=["prod_via"])
+def test_a_fault_mid_table_keeps_the_units_committed_before_it_and_the_run_sends_only_the_rest(
+        sync_env, prod_via, fault, request):
+    """Committed in units, the rows before the fault stay in prod; the run reconnects, says how many stay,
+    and sends only what prod still lacks: every row lands once."""
+    sync_env.env.update(EVERY_ROW)
+    settings = prod_via(sync_env)
+    before = _snapshots(sync_env.prod_url)
+    with sync_env.prod() as prod:
+        _install_pause(prod)
+    with _pause_lock_held(sync_env.prod_url):
+        sync = SyncInThread(settings)
+        pid = _paused_backend(sync_env.prod_url)
+        committed = _snapshots(sync_env.prod_url, ("web_pages",))["web_pages"]
+        if fault == "terminate":
+            with sync_env.prod() as prod:
+                assert prod.execute("SELECT pg_terminate_backend(%s, 10000)", [pid]).fetchone()[0]
+        else:
+            assert request.getfixturevalue("vps").sshd.kill_sessions() >= 1
+    sync.join(120)
+    kept = len(committed) - len(before["web_pages"])
+    assert kept > PAUSE_AT_ROW // 2, f"only {kept} web_pages rows were committed before the pause"
+    runs = sync.runs
+    assert all(runs[t].landed for t in TABLES), {t: runs[t].error for t in TABLES}
+    retries = [line for line in sync.reports if "reconnecting in" in line]
+    assert len(retries) == 1 and f"({kept} rows committed before stay)" in retries[0], retries
+    after = _snapshots(sync_env.prod_url)
+    assert {i: after["web_pages"][i] for i in committed} == committed  # kept, not sent twice
+    result = runs["web_pages"].load.result
+    assert result.inserted == len(after["web_pages"]) - len(before["web_pages"]) == result.after - result.before
+    assert result.lost == 0 and result.commits > kept
+    with sync_env.prod() as prod:
+        dupes = prod.execute("SELECT count(*) FROM (SELECT web_source_id, url_hash FROM web_pages "
+                             "GROUP BY 1, 2 HAVING count(*) > 1) d").fetchone()[0]
+        assert dupes == 0
+    assert all(outcome.result.inserted == 0 for outcome in sync_all(settings).values())

@@ -21,6 +21,7 @@ from websync_dagster.core.validate import (
     check_reindex_url,
     seconds,
     tables_value,
+    whole_number,
     whole_seconds,
 )
 
@@ -35,6 +36,8 @@ class SshSettings:
     key_passphrase: str | None = field(default=None, repr=False)
     known_hosts: str = "~/.ssh/known_hosts"
     host_key_sha256: str | None = None
+    #: zlib level of SSH compression (0 = none): 6 fits a slow uplink, 1 a LAN where CPU counts more
+    compression_level: int = 6
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class Settings:
     wait_s: int = 600
     #: prod ends a websync session whose transaction stays idle this long (client paused or gone)
     prod_idle_timeout_s: int = 60
+    #: a table's rows are committed in units of about this many seconds of sending (None: one per table)
+    commit_every_s: float | None = 5.0
 
     @property
     def transport_name(self) -> str:
@@ -149,6 +154,8 @@ def load_settings(
             key_passphrase=get("VPS_KEY_PASSPHRASE"),
             known_hosts=get("VPS_KNOWN_HOSTS", "~/.ssh/known_hosts") or "~/.ssh/known_hosts",
             host_key_sha256=get("VPS_HOST_KEY_SHA256"),
+            compression_level=whole_number("WEBSYNC_SSH_COMPRESSION_LEVEL",
+                                           get("WEBSYNC_SSH_COMPRESSION_LEVEL", "6") or "6", 0, 9, "zlib level"),
         )
     if prod_psql and not ssh:
         raise ConfigError("WEBSYNC_PROD_PSQL is set but VPS_HOST is not: the psql command runs on the VPS over SSH")
@@ -178,6 +185,7 @@ def load_settings(
         wait_s=whole_seconds("WEBSYNC_WAIT_S", get("WEBSYNC_WAIT_S", "600") or "600", minimum=0),
         prod_idle_timeout_s=whole_seconds("WEBSYNC_PROD_IDLE_TIMEOUT_S",
                                            get("WEBSYNC_PROD_IDLE_TIMEOUT_S", "60") or "60", minimum=1),
+        commit_every_s=seconds("WEBSYNC_COMMIT_EVERY_S", get("WEBSYNC_COMMIT_EVERY_S", "5") or "5") or None,
     )
 
 

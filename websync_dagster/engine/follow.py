@@ -8,6 +8,7 @@ prod refuses the fast path's COPY.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,12 @@ class FollowedFile:
         with self._changed:
             self._changed.wait_for(lambda: self._reader is not None or self._done)
             return self._reader is not None and self._error is None
+
+    def descriptor(self) -> int:
+        """A new descriptor of the file (the caller closes it), which stays valid once the file is renamed
+        or the reader closed: to read part of it again. Call after ``wait_opened`` returned True."""
+        assert self._reader is not None
+        return os.dup(self._reader.fileno())
 
     def close(self) -> None:
         with self._changed:

@@ -1,13 +1,14 @@
-"""Prod side: insert-only load of an export file, one transaction per table under an advisory lock.
+"""Prod side: insert-only load of an export file, in commit units (see engine/units.py), each one
+transaction under the table's advisory lock.
 
-Two ways, same outcome:
-- fast path: ``COPY`` straight into the table. It succeeds when the delta clashes with nothing, which
+Two ways for each unit, same outcome:
+- fast path: ``COPY`` straight into the table. It succeeds when the unit clashes with nothing, which
   is the common case; any refusal rolls that transaction back and the staged path runs instead.
 - staged path: ``COPY`` into a text staging table, cast each row into a probe table that carries
   prod's types and CHECK constraints (rows prod refuses are rejected with the reason, one by one,
   only if the set-based cast fails), drop rows that clash on a unique key (also prod's expression and
   partial unique indexes, and within the batch on those), null (or reject) references prod cannot
-  satisfy, then ``INSERT ... ON CONFLICT DO NOTHING`` of the whole batch in one statement. If prod
+  satisfy, then ``INSERT ... ON CONFLICT DO NOTHING`` of the whole unit in one statement. If prod
   refuses a row there (a trigger, an index limit...), the batch is split in two and each half tried
   again, down to the single rows prod refuses, which are rejected with prod's message.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from websync_dagster.engine.export import ExportResult
 from websync_dagster.engine.follow import FollowedFile
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.progress import Progress, Reporter
+from websync_dagster.engine.units import Unit, UnitCutter
 from websync_dagster.transport.base import CopyIn, ProdSession, Query, Statement, Step
 
 CHUNK = 1 << 20
@@ -106,6 +109,10 @@ class LoadResult:
     #: rows shipped that prod neither inserted, nor refused, nor already had: 0 unless something
     #: (a trigger, a rule) silently dropped them; from the server's own counts
     lost: int = 0
+    #: transactions prod committed for the table (commit units, see engine/units.py)
+    commits: int = 0
+    #: rows of the committed units that prod inserted, refused, skipped or already had
+    accounted: int = 0
 
     @property
     def skipped_total(self) -> int:
@@ -205,11 +212,15 @@ def refused_by_a_row(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error) and bool(state) and state[:2] in ROW_REFUSALS
 
 
-def _fast_path_steps(plan: TablePlan, source: Callable[[], Iterable[bytes]]) -> list[Step]:
+def _counted_before(plan: TablePlan, count_before: bool) -> list[Step]:
+    return [count_rows(plan.table, "before")] if count_before else []
+
+
+def _fast_path_steps(plan: TablePlan, source: Callable[[], Iterable[bytes]], *, count_before: bool) -> list[Step]:
     table = sql.Identifier(plan.table)
     return [
         advisory_lock(plan.table),
-        count_rows(plan.table, "before"),
+        *_counted_before(plan, count_before),
         CopyIn("copied", table, plan.shipped, source),
         count_rows(plan.table, "after"),
     ]
@@ -333,7 +344,9 @@ def _fix_references(plan: TablePlan, prod: TableInfo) -> list[Step]:
     return steps
 
 
-def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterable[bytes]]) -> list[Step]:
+def _staged_steps(
+    plan: TablePlan, prod: TableInfo, source: Callable[[], Iterable[bytes]], *, count_before: bool
+) -> list[Step]:
     table = sql.Identifier(plan.table)
     stage_columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in plan.shipped)
     casts = sql.SQL(", ").join(
@@ -349,7 +362,7 @@ def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterabl
     ).format(table=table, cols=_columns(plan.shipped), probe=PROBE)
     return [
         advisory_lock(plan.table),
-        count_rows(plan.table, "before"),
+        *_counted_before(plan, count_before),
         Statement(sql.SQL(
             "CREATE TEMP TABLE _ws_stage (_ws_row bigint GENERATED ALWAYS AS IDENTITY, {}) ON COMMIT DROP"
         ).format(stage_columns)),
@@ -387,25 +400,43 @@ def _staged_steps(plan: TablePlan, prod: TableInfo, source: Callable[[], Iterabl
     ]
 
 
-def _write_rejects(reject_dir: Path, table: str, stamp: str, rejects: list[dict[str, Any]]) -> str | None:
-    """The run's own reject file (``stamp`` is the run id), created exclusively: never another run's."""
-    if not rejects:
-        return None
-    reject_dir.mkdir(parents=True, exist_ok=True)
-    path = reject_dir / f"{table}_{stamp}.rejects.jsonl"
-    try:
-        with open(path, "x", encoding="utf-8") as out:
-            for reject in rejects:
-                out.write(json.dumps({"table": table, **reject}, ensure_ascii=False) + "\n")
-    except FileExistsError:
-        raise TableSyncError(table, f"{len(rejects)} rows were rejected but {path} already exists: it was left as "
-                             f"it was and these rejects were not written (the inserted rows are committed)") from None
-    return str(path)
+class _Rejects:
+    """The run's own reject file of a table (``stamp`` is the run id): created exclusively at the first
+    rejected row, never another run's, and added to as each unit commits."""
+
+    def __init__(self, reject_dir: Path, table: str, stamp: str) -> None:
+        self.table = table
+        self.path = reject_dir / f"{table}_{stamp}.rejects.jsonl"
+        self.written = 0
+
+    def add(self, rejects: list[dict[str, Any]]) -> None:
+        if not rejects:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(self.path, "a" if self.written else "x", encoding="utf-8") as out:
+                for reject in rejects:
+                    out.write(json.dumps({"table": self.table, **reject}, ensure_ascii=False) + "\n")
+        except FileExistsError:
+            raise TableSyncError(self.table, f"{len(rejects)} rows were rejected but {self.path} already exists: it "
+                                 "was left as it was and these rejects were not written (the inserted rows are "
+                                 "committed)") from None
+        self.written += len(rejects)
 
 
 def read_header(path: Path) -> list[str]:
     with open(path, encoding="utf-8", newline="") as f:
         return f.readline().rstrip("\r\n").split(",")
+
+
+def unit_seconds(plan: TablePlan, commit_every_s: float | None) -> float | None:
+    """How long a commit unit of the table sends before it commits; None (one unit for the whole table)
+    when the table references itself: a row may reference one further down the file, which must be
+    in the same transaction for prod to accept the reference (or for it to be kept)."""
+    assert plan.prod is not None
+    if any(fk.ref_table == plan.table for fk in plan.prod.foreign_keys):
+        return None
+    return commit_every_s
 
 
 def load_export(
@@ -417,29 +448,24 @@ def load_export(
     reject_dir: Path,
     stamp: str,
     already_in_prod: int = 0,
+    commit_every_s: float | None = None,
     report: Reporter | None = None,
 ) -> LoadResult:
-    """Insert the rows of ``export_file`` (CSV with header, columns ``plan.shipped``) into prod."""
+    """Insert the rows of ``export_file`` (CSV with header, columns ``plan.shipped``) into prod, in
+    commit units of ``commit_every_s`` seconds of sending (None: one transaction)."""
     started = time.perf_counter()
     assert plan.prod is not None
     header = [c.strip('"') for c in read_header(export_file)]
     if header != list(plan.shipped):
         raise TableSyncError(plan.table, f"export {export_file} has columns {header}, expected {list(plan.shipped)}")
     size = export_file.stat().st_size
-    read = file_chunks(export_file)
-
-    def source() -> Iterator[bytes]:
-        return Progress(f"{plan.table} load", report, total_bytes=size, total_rows=rows).wrap(read())
-
-    result = LoadResult(plan.table, "nothing to ship", 0, 0, rows, 0, already_in_prod, bytes=0)
-    with _rolled_back_on_error(plan.table):
-        if rows == 0:
-            count = session.query(count_rows(plan.table).query)[0]["n"]
-            result.before = result.after = count
-        elif session.supports_fast_path:
-            result = _try_fast_path(session, plan, source, result)
-        if rows and result.mode != "direct copy":
-            _staged_load(session, plan, source, result, reject_dir, stamp)
+    progress = Progress(f"{plan.table} load", report, total_bytes=size, total_rows=rows)
+    result = LoadResult(plan.table, "nothing to ship", 0, 0, 0, 0, 0)
+    cutter = UnitCutter(progress.wrap(file_chunks(export_file)()), os.open(export_file, os.O_RDONLY),
+                        unit_seconds(plan, commit_every_s))
+    with _rolled_back_on_error(plan.table), contextlib.closing(cutter):
+        _load_units(session, plan, cutter, result, _Rejects(reject_dir, plan.table, stamp))
+    _settle(result, rows, already_in_prod, accounted_before=0, inserted_before=0)
     result.bytes = size if rows else 0
     result.seconds = round(time.perf_counter() - started, 3)
     return result
@@ -453,50 +479,49 @@ def load_followed(
     *,
     reject_dir: Path,
     stamp: str,
+    commit_every_s: float | None = None,
+    into: LoadResult | None = None,
     report: Reporter | None = None,
 ) -> LoadResult:
-    """Insert into prod the export that another thread is writing, as it is written.
+    """Insert into prod the export that another thread is writing, as it is written, in commit units.
 
-    The fast path's COPY reads the file as it grows and commits only once the export has completed
-    (an export that fails aborts the COPY, which rolls back). If prod refuses it, the staged path
-    runs on the finished file. ``finish_export`` waits for the export and returns its result, or
-    raises its error.
+    Each unit is a COPY straight into the table (or, when prod refuses a row of it or the transport
+    cannot, the staged path on the same rows) committed on its own, after ``commit_every_s`` seconds
+    of sending. An export that fails aborts the unit in flight, which rolls back; units committed
+    before hold whole rows of dev's snapshot, and the next run ships the rest. ``finish_export``
+    waits for the export and returns its result, or raises its error. ``into``: the result of an
+    earlier attempt of the same table that committed some units (the figures add up).
     """
     started = time.perf_counter()
     assert plan.prod is not None
-
-    def growing() -> Iterator[bytes]:
-        return Progress(f"{plan.table} load", report).wrap(followed.chunks())
-
-    result = LoadResult(plan.table, "nothing to ship", 0, 0, 0, 0, 0, bytes=0)
+    result = into if into is not None else LoadResult(plan.table, "nothing to ship", 0, 0, 0, 0, 0)
+    accounted_before, inserted_before = result.accounted, result.inserted
     with _rolled_back_on_error(plan.table):
         if not followed.wait_opened():  # the export reads prod's keys through this session until then
             finish_export()
-        if session.supports_fast_path:
+        progress = Progress(f"{plan.table} load", report)
+        cutter = UnitCutter(progress.wrap(followed.chunks()), followed.descriptor(), unit_seconds(plan, commit_every_s))
+        with contextlib.closing(cutter):
             try:
-                result = _try_fast_path(session, plan, growing, result)
+                _load_units(session, plan, cutter, result, _Rejects(reject_dir, plan.table, stamp))
             except Exception:
                 finish_export()  # an export that failed is the error to report, not the aborted COPY
                 raise
         export = finish_export()
-        result.shipped, result.already_present = export.rows, export.already_in_prod
-        if result.mode == "direct copy":
-            result.lost = export.rows - result.inserted
-            if export.rows == 0:
-                result.mode = "nothing to ship"
-        elif export.rows:
-            read = file_chunks(Path(export.path))
-
-            def source() -> Iterator[bytes]:
-                return Progress(f"{plan.table} load", report, total_bytes=export.bytes,
-                                total_rows=export.rows).wrap(read())
-
-            _staged_load(session, plan, source, result, reject_dir, stamp)
-        else:
-            result.before = result.after = session.query(count_rows(plan.table).query)[0]["n"]
+    _settle(result, export.rows, export.already_in_prod, accounted_before=accounted_before,
+            inserted_before=inserted_before)
     result.bytes = export.bytes if export.rows else 0
-    result.seconds = round(time.perf_counter() - started, 3)
+    result.seconds = round(result.seconds + time.perf_counter() - started, 3)
     return result
+
+
+def _settle(result: LoadResult, rows: int, already_in_prod: int, *, accounted_before: int,
+            inserted_before: int) -> None:
+    """The table's figures once its export is loaded whole. An earlier attempt's committed rows are
+    in this export's ``already_in_prod`` (prod has their ids now): counted as shipped, not as present."""
+    result.shipped = accounted_before + rows
+    result.already_present += already_in_prod - inserted_before
+    result.lost = result.shipped - result.accounted
 
 
 @contextlib.contextmanager
@@ -510,44 +535,70 @@ def _rolled_back_on_error(table: str) -> Iterator[None]:
         raise TableSyncError(table, f"load into prod failed and was rolled back: {first_line(exc)}") from exc
 
 
-def _staged_load(
+def _load_units(session: ProdSession, plan: TablePlan, cutter: UnitCutter, result: LoadResult,
+                rejects: _Rejects) -> None:
+    """Send and commit the file unit by unit; ``result`` holds the figures of the units committed so far."""
+    while cutter.has_rows():
+        unit = cutter.next_unit()
+        first = result.commits == 0
+        if not (session.supports_fast_path and _fast_unit(session, plan, unit, result, first)):
+            _staged_unit(session, plan, unit.source, result, rejects, first)
+        result.commits += 1
+    if result.commits == 0:
+        result.before = result.after = session.query(count_rows(plan.table).query)[0]["n"]
+
+
+def _staged_unit(
     session: ProdSession,
     plan: TablePlan,
     source: Callable[[], Iterable[bytes]],
     result: LoadResult,
-    reject_dir: Path,
-    stamp: str,
+    rejects: _Rejects,
+    first: bool,
 ) -> None:
-    """The staged path, filling ``result`` from the server's counts."""
+    """The staged path for one unit, adding the server's counts to ``result``."""
     assert plan.prod is not None
-    results = session.run_transaction(_staged_steps(plan, plan.prod, source))
-    skipped, nulled, rejects = results.rows("skipped"), results.rows("nulled"), results.rows("rejects")
+    results = session.run_transaction(_staged_steps(plan, plan.prod, source, count_before=first))
+    skipped, nulled, refused = results.rows("skipped"), results.rows("nulled"), results.rows("rejects")
     result.mode = "staged"
-    result.before, result.after = results.value("before", "n"), results.value("after", "n")
-    result.inserted = results.value("inserted", "n")
-    result.skipped = {r["key_name"]: r["n"] for r in skipped if r["key_name"] != ALREADY_PRESENT}
+    if first:
+        result.before = results.value("before", "n")
+    result.after = results.value("after", "n")
+    inserted = results.value("inserted", "n")
+    result.inserted += inserted
+    for r in skipped:
+        if r["key_name"] != ALREADY_PRESENT:
+            result.skipped[r["key_name"]] = result.skipped.get(r["key_name"], 0) + r["n"]
     present_now = sum(r["n"] for r in skipped if r["key_name"] == ALREADY_PRESENT)
     result.already_present += present_now
-    result.nulled = {r["column_name"]: r["n"] for r in nulled if r["n"]}
-    result.rejected = len(rejects)
-    result.reject_file = _write_rejects(reject_dir, plan.table, stamp, rejects)
-    accounted = result.inserted + result.rejected + result.skipped_total + present_now
-    result.lost = result.shipped - min(accounted, results.value("staged", "rows"))
+    for r in nulled:
+        if r["n"]:
+            result.nulled[r["column_name"]] = result.nulled.get(r["column_name"], 0) + r["n"]
+    result.rejected += len(refused)
+    rejects.add(refused)
+    if rejects.written:
+        result.reject_file = str(rejects.path)
+    accounted = inserted + len(refused) + sum(r["n"] for r in skipped)
+    result.accounted += min(accounted, results.value("staged", "rows"))
 
 
-def _try_fast_path(
-    session: ProdSession, plan: TablePlan, source: Callable[[], Iterable[bytes]], result: LoadResult
-) -> LoadResult:
-    """COPY straight into the table; on refusal record why and leave the table as it was."""
+def _fast_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadResult, first: bool) -> bool:
+    """COPY one unit straight into the table; on refusal record why, leave the table as it was, read the
+    unit to its end (the staged path sends it again) and return False."""
     try:
-        results = session.run_transaction(_fast_path_steps(plan, source))
+        results = session.run_transaction(_fast_path_steps(plan, unit.source, count_before=first))
     except psycopg.Error as exc:
         if not refused_by_a_row(exc):
             raise
-        result.fallback_reason = first_line(exc)
-        return result
-    result.mode = "direct copy"
-    result.before, result.after = results.value("before", "n"), results.value("after", "n")
-    result.inserted = results.value("copied", "rows")  # the server's count: a row a trigger swallowed is not in it
-    result.lost = result.shipped - result.inserted
-    return result
+        result.fallback_reason = result.fallback_reason or first_line(exc)
+        unit.read_to_end()
+        return False
+    if result.mode != "staged":
+        result.mode = "direct copy"
+    if first:
+        result.before = results.value("before", "n")
+    result.after = results.value("after", "n")
+    copied = results.value("copied", "rows")  # the server's count: a row a trigger swallowed is not in it
+    result.inserted += copied
+    result.accounted += copied
+    return True

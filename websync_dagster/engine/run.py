@@ -222,6 +222,7 @@ def run_load(
             reject_dir=ctx.settings.export_dir / REJECT_SUBDIR,
             stamp=checked_run_id(run_id),
             already_in_prod=export.already_in_prod,
+            commit_every_s=ctx.settings.commit_every_s,
             report=report,
         )
         _account(ctx, result, export, sent_before)
@@ -341,13 +342,16 @@ def _export_and_load_reconnecting(
     report: Reporter | None,
 ) -> None:
     """``_export_and_load``; when the link to prod breaks mid-table (SSH cut, prod restarted, backend
-    terminated), prod rolls that table back and the same run reconnects, after a pause that doubles each
-    time, and ships the table's delta again, which is what prod lacks now: nothing is lost or duplicated.
-    Each retry is one line; after ``RECONNECT_ATTEMPTS`` the table fails as before."""
+    terminated), prod rolls back the commit unit in flight and the same run reconnects, after a pause
+    that doubles each time, and ships the table's delta again, which is what prod lacks now: the units
+    committed before the cut stay, nothing is lost or duplicated. Each retry is one line; after
+    ``RECONNECT_ATTEMPTS`` the table fails as before."""
     reconnecting = False
+    loaded = LoadResult(run.table, "nothing to ship", 0, 0, 0, 0, 0)  # what the attempts committed
     for attempt in range(RECONNECT_ATTEMPTS + 1):
         try:
-            _export_and_load(ctx, run, declared_deps, run_id if attempt == 0 else f"{run_id}.{attempt}", report)
+            _export_and_load(ctx, run, declared_deps, run_id if attempt == 0 else f"{run_id}.{attempt}", report,
+                             loaded)
             return
         except SyncError as exc:
             failed_to_reopen = reconnecting and not ctx.prod_open  # prod still restarting, the link still down
@@ -360,25 +364,28 @@ def _export_and_load_reconnecting(
             pause = RECONNECT_PAUSE_S * 2 ** attempt
             if report is not None:
                 reason = exc.cause if isinstance(exc, TableSyncError) else str(exc)
-                report(f"{run.table}: the link to prod broke ({reason}); prod rolled the table back; "
-                       f"reconnecting in {pause:g} s (retry {attempt + 1} of {RECONNECT_ATTEMPTS})")
+                report(f"{run.table}: the link to prod broke ({reason}); prod rolled back the unit in flight "
+                       f"({loaded.inserted} rows committed before stay); reconnecting in {pause:g} s "
+                       f"(retry {attempt + 1} of {RECONNECT_ATTEMPTS})")
             ctx.reconnect()
             time.sleep(pause)
 
 
 def _export_and_load(
     ctx: SyncContext, run: TableRun, declared_deps: Mapping[str, Sequence[str]], run_id: str,
-    report: Reporter | None,
+    report: Reporter | None, loaded: LoadResult,
 ) -> None:
     """The delta export in a thread and the load following its file: the overlap of a raw COPY pipe.
-    The load's COPY commits only once the export is whole; ``run.export`` is set even if the load fails."""
+    Each commit unit commits once its rows are sent (see engine/units.py); ``loaded`` holds what
+    earlier attempts committed and gets this one's units. ``run.export`` is set even if the load fails."""
     plan = _checked_plan(ctx, run.table, declared_deps)
     prod = ctx.prod  # opened here: the export thread then only borrows it to read prod's keys
     sent_before = ctx.transport.wire_bytes_sent()
     exporter = _ExportThread(ctx, run.table, run_id, report)
     try:
         result = load_followed(prod, plan, exporter.followed, exporter.finish,
-                               reject_dir=ctx.settings.export_dir / REJECT_SUBDIR, stamp=run_id, report=report)
+                               reject_dir=ctx.settings.export_dir / REJECT_SUBDIR, stamp=run_id,
+                               commit_every_s=ctx.settings.commit_every_s, into=loaded, report=report)
     finally:
         run.export = exporter.result_if_done()
         exporter.followed.close()
