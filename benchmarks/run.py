@@ -501,6 +501,8 @@ def main() -> int:
     parser.add_argument("--only-link", action="store_true", help="only the VPS link section")
     parser.add_argument("--cut", action="store_true",
                         help="on the link, also a run reset at ~80%% of web_pages, and the run after it")
+    parser.add_argument("--link-variant", action="append", default=[], metavar="TRANSPORT[:VAR=value,...]",
+                        help="on the link, one more full sync per repetition with these settings (repeatable)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--only-diff", action="store_true",
                         help="only the diff: without a cache, and a cold then a warm tick with one (prod a raw COPY)")
@@ -521,7 +523,7 @@ def main() -> int:
         scales: list[dict] = []
         if args.link:
             link = measure_link(bench, partial(websync, bench), args.link_scale, args.repeat, cut=args.cut,
-                                password=PASSWORD)
+                                password=PASSWORD, variants=tuple(args.link_variant))
             scales.append({"link": link})
             for line in link_report(link):
                 print(line, flush=True)

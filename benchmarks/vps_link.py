@@ -115,9 +115,11 @@ def runbook_over_link(bench, vps: Vps, dev_url: str, prod_url: str) -> dict:
 
 
 def websync_over_link(run_websync: Callable[..., dict], vps: Vps, transport: str, dev_url: str, prod_url: str,
-                      home: Path, *, cut_after: int | None = None) -> dict:
-    """One `websync sync` process through the link; the link's byte counts each way added."""
+                      home: Path, *, cut_after: int | None = None, extra: dict[str, str] | None = None) -> dict:
+    """One `websync sync` process through the link; the link's byte counts each way added. ``extra``:
+    more environment for the process (a setting under test)."""
     url, via = vps.via(transport, prod_url)
+    via = {**via, **(extra or {})}
     up, down = vps.link.counters()
     cuts = vps.link.cuts
     vps.link.cut_after(cut_after)
@@ -153,10 +155,21 @@ def cut_threshold(full: dict, biggest: str = "web_pages") -> int:
     raise ValueError(biggest)
 
 
+def parse_variant(spec: str) -> tuple[str, str, dict[str, str]]:
+    """``TRANSPORT[:VAR=value,...]`` (e.g. ``ssh_tunnel:WEBSYNC_SSH_COMPRESSION_LEVEL=1``): (name, transport,
+    extra environment) of one more full sync through the link."""
+    transport, _, assignments = spec.partition(":")
+    if transport not in TRANSPORTS:
+        raise ValueError(f"--link-variant {spec!r}: the transport must be one of {', '.join(TRANSPORTS)}")
+    env = dict(a.split("=", 1) for a in assignments.split(",") if a)
+    return f"{transport}[{assignments}]", transport, env
+
+
 def measure_link(bench, run_websync: Callable[..., dict], factor: float, repeat: int, *, cut: bool,
-                 password: str) -> dict:
-    """Runbook, ssh_tunnel and ssh_psql through the link: full, no-op re-run, 1% new rows; then, with
-    ``cut``, a run reset at ~80% of web_pages and the run after it."""
+                 password: str, variants: tuple[str, ...] = ()) -> dict:
+    """Runbook, ssh_tunnel and ssh_psql through the link: full, no-op re-run, 1% new rows; each of
+    ``variants`` (``parse_variant``) as one more full sync per repetition; then, with ``cut``, a run reset
+    at ~80% of web_pages and the run after it."""
     dev_url = bench.fresh(bench.dev, f"linkdev{str(factor).replace('.', '_')}")
     with psycopg.connect(dev_url) as dev:
         rows = generate(dev, Scale().times(factor))
@@ -186,6 +199,10 @@ def measure_link(bench, run_websync: Callable[..., dict], factor: float, repeat:
                 for step in ("full", "noop"):
                     timed(f"{transport}_{step}", partial(websync_over_link, run_websync, vps, transport, dev_url,
                                                          prod_url, where))
+            for name, transport, extra in map(parse_variant, variants):
+                prod_url = bench.fresh(bench.prod, "link_variant")
+                timed(f"{name}_full", partial(websync_over_link, run_websync, vps, transport, dev_url, prod_url,
+                                              home("variant"), extra=extra))
         with psycopg.connect(dev_url) as dev:
             generate(dev, Scale().times(factor * 0.01), first=10_000_000)
         for _ in range(repeat):
@@ -298,6 +315,10 @@ def link_report(link: dict) -> list[str]:
                      f"{100 * median_of(r[f'{t}_1pct'], 'wall_s') / full:5.1f}% (<= 8%) | wire up / CSV "
                      f"{median_of(r[f'{t}_full'], 'wire_up') / csv:5.3f} (runbook "
                      f"{median_of(r['runbook_full'], 'wire_up') / csv:5.3f})")
+        for name in (n for n in r if n.startswith(f"{t}[") and n.endswith("_full")):
+            variant = median_of(r[name], "wall_s")
+            lines.append(f"    {name[:-5]:10} full / runbook full {variant / runbook:5.2f} | wire up / CSV "
+                         f"{median_of(r[name], 'wire_up') / csv:5.3f} | full {variant:.2f} s")
         if f"{t}_cut" in r:
             cut, after = r[f"{t}_cut"][-1], r[f"{t}_after_cut"][-1]
             outcome = ("the same run completed" if cut["exit"] == 0

@@ -52,6 +52,12 @@ def whole_seconds(name: str, text: str, *, minimum: int) -> int:
     return int(text)
 
 
+def whole_number(name: str, text: str, lowest: int, highest: int, what: str = "number") -> int:
+    if not text.isdigit() or not lowest <= int(text) <= highest:
+        raise ConfigError(f"{name} must be a {what} from {lowest} to {highest}, not {text!r}")
+    return int(text)
+
+
 def seconds(name: str, text: str, unit: str = "seconds") -> float:
     try:
         value = float(text)

@@ -68,6 +68,10 @@ def _sql_text(query: sql.Composable) -> str:
     return query.as_string(None)
 
 
+#: zstd level of the script stream (see docs/BENCHMARKS.md, compression levels)
+ZSTD_LEVEL = 3
+
+
 class _Compressor:
     """Streaming compression of what is sent to the VPS, and the command that undoes it there."""
 
@@ -76,7 +80,7 @@ class _Compressor:
         self.raw_bytes = 0
         self.sent_bytes = 0
         if kind == "zstd":
-            self._obj: Any = zstandard.ZstdCompressor(level=3).compressobj()
+            self._obj: Any = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
         else:
             self._obj = zlib.compressobj(1, zlib.DEFLATED, 31)
 

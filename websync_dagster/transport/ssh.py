@@ -9,6 +9,7 @@ shows the fingerprint the server presented. ``VPS_HOST_KEY_SHA256`` pins one key
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shlex
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import paramiko
-from paramiko.compress import ZlibCompressor, ZlibDecompressor
+from paramiko.compress import ZlibDecompressor
 
 from websync_dagster.core.errors import SyncError
 from websync_dagster.core.redact import Redactor
@@ -100,37 +101,47 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
                 f"authenticating (add it with ssh-keyscan after checking the fingerprint, or set VPS_HOST_KEY_SHA256)")
 
 
-#: zlib level of SSH compression: level 1 instead of paramiko's 6 still shrinks text about 2.5x, at a fraction
-#: of the CPU, which matters when the sync process and both databases share two cores
-SSH_ZLIB_LEVEL = 1
+#: zlib methods of SSH compression (``zlib@openssh.com`` starts after authentication, ``zlib`` at once)
+ZLIB_METHODS = ("zlib@openssh.com", "zlib")
 
 
-def compression_table(level: int = SSH_ZLIB_LEVEL) -> dict[str, tuple[type, type]]:
-    """paramiko's table of compression methods, with its zlib compressor set to ``level``.
+class SyncFlushZlibCompressor:
+    """SSH's zlib compression that keeps its history from one packet to the next.
 
-    The one use of paramiko's private API (``Transport._compression_info`` and ``ZlibCompressor.z``),
-    fenced here: ``websync_dagster_tests/transport/test_paramiko_private.py`` fails if an upgrade changes
-    either, before a sync would silently fall back to level 6 or break.
+    paramiko's ``ZlibCompressor`` ends each packet with ``Z_FULL_FLUSH``, which also empties the history:
+    every packet (32 kB) is compressed as if it were the first, and CSV's repeats across packets are sent
+    again. ``Z_SYNC_FLUSH`` ends each packet on a byte boundary as SSH requires and keeps the history
+    (OpenSSH sends ``Z_PARTIAL_FLUSH``); the peer's inflate reads one stream either way.
     """
 
-    class LeveledZlibCompressor(ZlibCompressor):
-        def __init__(self) -> None:
-            self.z = zlib.compressobj(level)
+    def __init__(self, level: int) -> None:
+        self.z = zlib.compressobj(level)
 
-    table = dict(paramiko.Transport._compression_info)
-    for name in ("zlib@openssh.com", "zlib"):
-        table[name] = (LeveledZlibCompressor, ZlibDecompressor)
-    return table
+    def __call__(self, data: bytes) -> bytes:
+        return self.z.compress(data) + self.z.flush(zlib.Z_SYNC_FLUSH)
 
 
 class FastTransport(paramiko.Transport):
-    """paramiko's Transport with faster compression and larger windows for bulk transfers."""
-
-    _compression_info = compression_table()  # noqa: RUF012 - same shape as paramiko's class attribute
+    """paramiko's Transport with larger windows for bulk transfers (compression: ``transport_class``)."""
 
     def __init__(self, sock: socket.socket, **kwargs: object) -> None:
         super().__init__(sock, default_window_size=WINDOW_BYTES, default_max_packet_size=MAX_PACKET_BYTES,
                          **kwargs)  # type: ignore[arg-type]
+
+
+@functools.cache
+def transport_class(level: int) -> type[FastTransport]:
+    """A ``FastTransport`` whose zlib compression is ``SyncFlushZlibCompressor`` at ``level`` (1-9).
+
+    The one use of paramiko's private API, fenced here: the class attribute ``Transport._compression_info``
+    (method name -> compressor and decompressor factories), read and overridden for the zlib methods.
+    ``websync_dagster_tests/transport/test_paramiko_private.py`` fails if an upgrade changes it, before a
+    sync would silently compress the old way or break.
+    """
+    table = dict(paramiko.Transport._compression_info)
+    for name in ZLIB_METHODS:
+        table[name] = (functools.partial(SyncFlushZlibCompressor, level), ZlibDecompressor)
+    return type(f"FastTransportZlib{level}", (FastTransport,), {"_compression_info": table})
 
 
 class CountingSocket(socket.socket):
@@ -211,8 +222,8 @@ class SshConnection:
                 timeout=CONNECT_TIMEOUT_S,
                 banner_timeout=CONNECT_TIMEOUT_S,
                 auth_timeout=CONNECT_TIMEOUT_S,
-                compress=True,
-                transport_factory=FastTransport,
+                compress=s.compression_level > 0,
+                transport_factory=transport_class(s.compression_level or 1),
             )
         except SshError:
             self.client.close()

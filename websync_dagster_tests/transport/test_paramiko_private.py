@@ -1,4 +1,4 @@
-"""The one private paramiko API websync uses (the zlib level of SSH compression), checked on the installed
+"""The one private paramiko API websync uses (its table of compression methods), checked on the installed
 paramiko: an upgrade that changes it fails here rather than silently in a sync."""
 
 from __future__ import annotations
@@ -7,26 +7,44 @@ import os
 import zlib
 
 import paramiko
+import pytest
 from paramiko.compress import ZlibCompressor, ZlibDecompressor
 
-from websync_dagster.transport.ssh import SSH_ZLIB_LEVEL, FastTransport, compression_table
+from websync_dagster.transport.ssh import ZLIB_METHODS, FastTransport, transport_class
+
+CSV_LIKE = b"".join(b"page %d: texte juridique, fasl %d\n" % (i, i % 97) for i in range(20000)) + os.urandom(4096)
 
 
 def test_paramiko_still_has_the_compression_table_websync_replaces():
     stock = paramiko.Transport._compression_info
-    assert stock["zlib@openssh.com"] == (ZlibCompressor, ZlibDecompressor)
-    assert stock["zlib"] == (ZlibCompressor, ZlibDecompressor)
-    assert hasattr(ZlibCompressor(), "z")  # the attribute websync sets to its own compressobj
+    for name in ZLIB_METHODS:
+        assert stock[name] == (ZlibCompressor, ZlibDecompressor)
+    assert "none" in stock
 
 
-def test_the_fenced_table_compresses_at_websyncs_level_and_keeps_the_other_methods():
-    table = compression_table()
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_the_fenced_table_compresses_at_the_level_and_keeps_the_other_methods(level):
+    cls = transport_class(level)
+    assert issubclass(cls, FastTransport)
+    table = cls._compression_info
     assert set(table) == set(paramiko.Transport._compression_info)
-    assert FastTransport._compression_info.keys() == table.keys()
-    compressor_class, decompressor_class = table["zlib@openssh.com"]
-    data = b"".join(b"page %d: texte juridique, fasl %d\n" % (i, i % 97) for i in range(20000)) + os.urandom(4096)
-    ours = compressor_class()(data)
-    expected = zlib.compressobj(SSH_ZLIB_LEVEL)
-    assert ours == expected.compress(data) + expected.flush(zlib.Z_FULL_FLUSH)
-    assert ours != ZlibCompressor()(data)  # not paramiko's level 6
-    assert decompressor_class()(ours) == data
+    assert table["none"] == paramiko.Transport._compression_info["none"]
+    for name in ZLIB_METHODS:
+        compressor, decompressor = table[name][0](), table[name][1]()
+        expected = zlib.compressobj(level)
+        ours = compressor(CSV_LIKE)
+        assert ours == expected.compress(CSV_LIKE) + expected.flush(zlib.Z_SYNC_FLUSH)
+        assert decompressor(ours) == CSV_LIKE
+
+
+def test_packets_share_one_history_and_paramikos_inflate_reads_them_one_by_one():
+    """The second packet of the same text costs a few bytes (paramiko's own compressor sends it whole
+    again), and paramiko's decompressor, as sshd's, reads each packet as it arrives."""
+    compressor, decompressor = transport_class(6)._compression_info["zlib@openssh.com"]
+    ours, inflate, stock = compressor(), decompressor(), ZlibCompressor()
+    packet = CSV_LIKE[:30_000]
+    first, second = ours(packet), ours(packet)
+    assert len(second) < len(first) // 5
+    stock_first = stock(packet)
+    assert len(stock(packet)) >= len(stock_first) - 2  # paramiko's forgets: the same cost (but its header)
+    assert inflate(first) == packet and inflate(second) == packet
