@@ -53,6 +53,7 @@ def load_metadata(outcome: LoadOutcome, transport: str, *, reexported: bool = Fa
         "seconds": result.seconds,
         "rows_per_s": rate,
         "mode": result.mode,
+        "commits": result.commits,
         "transport": transport,
         "export_sha256": outcome.export.sha256,
         "export_path": MetadataValue.path(outcome.export.path),
