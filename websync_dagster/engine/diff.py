@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from psycopg import sql
 
 from websync_dagster.engine.diff_cache import BucketOutcome, BucketState, DiffCache
+from websync_dagster.engine.key_digest import within_buckets
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.transport.base import Query, Results, Statement, Step
 
@@ -79,14 +80,6 @@ def _version_hash(key: str) -> sql.Composed:
     return sql.SQL("hashtextextended({}::text || '/' || t.xmin::text, 0)").format(sql.Identifier("t", key))
 
 
-def _within(key: str, prefixes: Sequence[str], length: int) -> sql.Composable:
-    """Rows whose ``id::text`` cut to ``length`` characters is one of the prefixes; every row when there are none."""
-    if not prefixes:
-        return sql.SQL("true")
-    return sql.SQL("left({}::text, {}) = ANY({})").format(
-        sql.Identifier("t", key), sql.Literal(length), sql.Literal(list(prefixes)))
-
-
 def _run(session: TransactionSession, **queries: sql.Composable) -> Results:
     """The named queries in one transaction (one snapshot), values printed the same way on both sides."""
     return session.run_transaction([Statement(_SAME_TEXT), *(Query(name, q) for name, q in queries.items())])
@@ -101,7 +94,7 @@ def _bucket_figures(
         "SELECT left({k}::text, {d}) AS b, count(*) AS n, bit_xor({v}) AS v, bit_xor({h}) AS x "
         "FROM {t} AS t WHERE {where} GROUP BY 1"
     ).format(k=sql.Identifier("t", key), d=sql.Literal(depth), v=_version_hash(key), h=_row_hash(key, columns),
-             t=sql.Identifier(table), where=_within(key, prefixes, length))
+             t=sql.Identifier(table), where=within_buckets(key, prefixes, length))
     return {r["b"]: BucketState(r["n"], r["v"], r["x"]) for r in _run(session, buckets=query).rows("buckets")}
 
 
@@ -207,7 +200,7 @@ def _leaf_hashes(
 ) -> dict[str, int]:
     query = sql.SQL("SELECT {k}::text AS id, {h} AS h FROM {t} AS t WHERE {where}").format(
         k=sql.Identifier("t", key), h=_row_hash(key, columns), t=sql.Identifier(table),
-        where=_within(key, prefixes, depth))
+        where=within_buckets(key, prefixes, depth))
     return {r["id"]: r["h"] for r in _run(session, leaves=query).rows("leaves")}
 
 

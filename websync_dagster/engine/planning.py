@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from psycopg import sql
 
 from websync_dagster.core.errors import TableSyncError
-from websync_dagster.engine.catalog import QuerySession, TableInfo, read_catalog
+from websync_dagster.engine.catalog import QuerySession, TableInfo, UniqueKey, read_catalog
 from websync_dagster.engine.export import ProdKeys
+from websync_dagster.engine.key_digest import DIGEST_DEPTH, Digests, ProdIdDigests, within_buckets
 from websync_dagster.engine.order import fk_order
 from websync_dagster.engine.plan import DEFAULT_OVERRIDES, TablePlan, plan_table
 from websync_dagster.transport.base import ProdSession
@@ -58,6 +59,8 @@ def plan_each_table(
             plans[table] = plan_table(dev_catalog[table], prod_catalog[table], overrides.get(table))
         except TableSyncError as exc:
             errors[table] = exc
+    digests = ProdIdDigests({t: p.key for t, p in plans.items()})
+    plans = {t: replace(p, prod_digests=digests) for t, p in plans.items()}
     return Planning(plans, errors, prod_catalog)
 
 
@@ -72,13 +75,52 @@ def plan_tables(
 
 
 def prod_keys(session: ProdSession, plan: TablePlan) -> ProdKeys:
-    """Prod's primary key first, then each other unique key made only of shipped columns, with one
-    stream of every prod row's values of all their columns (one round trip, however many keys)."""
+    """Prod's primary key first, then each other unique key made only of shipped columns, and how to read
+    their values from prod (see ``ProdKeyReader``)."""
     assert plan.prod is not None
     keys = tuple(sorted(
         (k for k in plan.prod.unique_keys if set(k.columns) <= set(plan.shipped)), key=lambda k: not k.primary
     ))
     columns = tuple(dict.fromkeys(c for k in keys for c in k.columns))
-    chunks = session.copy_out(sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(
-        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(plan.table)))
-    return ProdKeys(keys, columns, chunks)
+    return ProdKeys(keys, columns, ProdKeyReader(session, plan, columns))
+
+
+class ProdKeyReader:
+    """Reads one table's key values from prod, each a COPY stream (one round trip each)."""
+
+    def __init__(self, session: ProdSession, plan: TablePlan, columns: Sequence[str]) -> None:
+        self.session = session
+        self.plan = plan
+        self.columns = tuple(columns)
+        self._digests = plan.prod_digests or ProdIdDigests({plan.table: plan.key})
+
+    def digests(self) -> Digests:
+        """Prod's id digests per bucket (read once per planning, for every planned table at once)."""
+        return self._digests.of(self.session, self.plan.table)
+
+    def ids(self, buckets: Sequence[str]) -> Iterator[bytes]:
+        """Prod's ids in ``buckets``."""
+        return self._copy([self.plan.key], within_buckets(self.plan.key, buckets, DIGEST_DEPTH))
+
+    def holding(self, values: Mapping[UniqueKey, Sequence[Sequence[str]]]) -> Iterator[bytes]:
+        """Every key column of the prod rows holding one of ``values`` (per key, tuples of its columns' values
+        as text) on that key: only those rows, found through prod's unique indexes."""
+        return self._copy(self.columns, sql.SQL(" OR ").join(self._holding(k, v) for k, v in values.items()))
+
+    def everything(self) -> Iterator[bytes]:
+        """Every key column of every prod row."""
+        return self._copy(self.columns, sql.SQL("true"))
+
+    def _holding(self, key: UniqueKey, values: Sequence[Sequence[str]]) -> sql.Composed:
+        assert self.plan.prod is not None
+        names = [sql.Identifier(f"v{i}") for i in range(len(key.columns))]
+        arrays = [sql.SQL("{}::text[]").format(sql.Literal([v[i] for v in values])) for i in range(len(key.columns))]
+        typed = [sql.SQL("v.{}::{}").format(n, sql.SQL(self.plan.prod.column(c).type))
+                 for n, c in zip(names, key.columns, strict=True)]
+        return sql.SQL("({}) IN (SELECT {} FROM unnest({}) AS v({}))").format(
+            sql.SQL(", ").join(sql.Identifier("t", c) for c in key.columns), sql.SQL(", ").join(typed),
+            sql.SQL(", ").join(arrays), sql.SQL(", ").join(names))
+
+    def _copy(self, columns: Iterable[str], where: sql.Composable) -> Iterator[bytes]:
+        return self.session.copy_out(sql.SQL("COPY (SELECT {} FROM {} AS t WHERE {}) TO STDOUT").format(
+            sql.SQL(", ").join(sql.Identifier("t", c) for c in columns), sql.Identifier(self.plan.table), where))
