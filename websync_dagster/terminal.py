@@ -7,18 +7,10 @@ import io
 import os
 import re
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:  # rich is imported when the first bar is drawn: a run not on a terminal never needs it
+    from rich.progress import Progress, TaskID
 
 #: what websync_dagster.engine.progress writes: "<table> <export|load>: <MB>[ of <MB> MB] ..."
 _TRANSFER = re.compile(r"^(?P<label>\w+ (?:export|load)): (?P<done>[\d.]+)(?: of ~?(?P<total>[\d.]+))? MB")
@@ -76,6 +68,16 @@ class MessageView:
 
     def _progress(self) -> Progress:
         if self._bars is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self._bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                   TransferSpeedColumn(), TimeRemainingColumn(),
                                   console=Console(file=self.stream), transient=True)
