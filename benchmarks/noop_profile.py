@@ -57,10 +57,9 @@ def main() -> int:
     profiler.dump_stats(out)
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     stages: dict[str, float] = {"interpreter start": T_SCRIPT - started, "import websync_dagster.cli": t1 - t0}
-    for (path, _line, name), (_cc, _nc, _tt, cumulative, _callers) in stats.items():
-        for (suffix, function), stage in STAGES.items():
-            if name == function and path.endswith(suffix):
-                stages[stage] = stages.get(stage, 0.0) + cumulative
+    for (suffix, function), stage in STAGES.items():  # in the order of STAGES
+        stages[stage] = sum(cumulative for (path, _line, name), (_cc, _nc, _tt, cumulative, _callers) in stats.items()
+                            if name == function and path.endswith(suffix))
     stages["cli.main in all (profiled)"] = t2 - t1
     print(json.dumps({"exit": code, "stages": stages, "main_end": time.time()}), flush=True)
     return code
