@@ -5,23 +5,35 @@ them) and prints what happened. Also takes the runbook's ``--export``, ``--statu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# What follows builds Dagster's and the code location's ~200k objects, which live as long as the process:
-# the garbage collector's passes over them while they are built find nothing to free (they were ~0.2 s of
-# a no-op `websync sync`), so it is paused for these imports, and only for them.
-collecting = gc.isenabled()
-gc.disable()
-try:
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection inside (unless the caller had it off already). For building what lives as long as
+    the process: Dagster and the code location's ~200k objects when imported, Dagster's storage when the first
+    instance is opened. The collector's passes over them find nothing to free; they were ~0.2 s of a no-op
+    ``websync sync``."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+with collector_paused():
     from dagster import (
         DagsterEventType,
         DagsterInstance,
@@ -50,9 +62,6 @@ try:
     from websync_dagster.engine.dry_run import dry_run
     from websync_dagster.engine.run import run_diff
     from websync_dagster.terminal import MessageView
-finally:
-    if collecting:
-        gc.enable()
 
 JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job"}
 RUNBOOK_FLAGS = {"--export": "export", "--status": "status", "--diff": "diff"}
@@ -301,8 +310,9 @@ def print_rows(rows: Sequence[dict[str, Any]], as_json: bool, redact: Redactor) 
 
 
 def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: bool = False, as_json: bool = False,
-        tables: str | None = None, dry_run_only: bool = False) -> int:
-    """Run one mode's job (or the dry run); return the process exit code."""
+        tables: str | None = None, dry_run_only: bool = False, own_process: bool = False) -> int:
+    """Run one mode's job (or the dry run); return the process exit code. ``own_process``: the run is what
+    this process is for (``main`` with the process's own command line), see ``keep_heap_from_collector``."""
     VIEW.attach(sys.stderr)
     try:
         settings = prepare(mode, env_file, tables)
@@ -315,7 +325,10 @@ def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: b
         say(f"{mode}{' --dry-run' if dry_run_only else ''}: {where}")
     if dry_run_only:
         return run_dry(settings, as_json, redact)
-    instance, home = open_instance()
+    with collector_paused():
+        instance, home = open_instance()
+    if own_process:
+        keep_heap_from_collector()
     with instance:  # its storages closed once the run is recorded
         if tables is not None and mode == "sync" and not quiet:
             for line in left_out_dependencies(settings, home):
@@ -419,10 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``argv`` None: the process's own command line (the ``websync`` script, ``python -m websync_dagster.cli``),
     and the process ends when this returns (see ``keep_heap_from_collector``)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if argv is None:
-        keep_heap_from_collector()
     code = run(args.mode, env_file=args.env_file, quiet=args.quiet, debug=args.debug, as_json=args.json,
-               tables=args.tables, dry_run_only=args.dry_run)
+               tables=args.tables, dry_run_only=args.dry_run, own_process=argv is None)
     if argv is None:
         keep_heap_from_collector()
     return code
@@ -430,14 +441,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def keep_heap_from_collector() -> None:
     """Every object there is now is left out of the garbage collector's passes (``gc.freeze``), for the rest
-    of the process. Called by the ``websync`` process only (a test calling ``main`` would keep its garbage):
-    after the imports, which build objects that live as long as the process, so that the collections during
-    the run go through what the run makes only; and once the run is over (the instance closed, every message
-    flushed), so that the interpreter's own collections at exit skip the heap: they were 0.4-0.7 s of a
-    no-op ``websync sync``. What is frozen is still freed at exit when nothing refers to it any more; only
-    reference cycles are not looked for, and the process ending frees their memory. No file is left to
-    them: the run's files are closed when it ends, the instance is closed, the messages are flushed as they
-    are printed, and logging flushes its handlers at exit."""
+    of the process. Only where the process ends with the run (a test calling ``main`` would keep its
+    garbage): once the instance is open, so that the collections during the run go through what the run
+    makes only, not the ~300k objects of Dagster and its storage, which live as long as the process; and
+    once the run is over, so that the interpreter's own collections at exit skip the heap: they were
+    0.4-0.7 s of a no-op ``websync sync``. What is frozen is still freed at exit when nothing refers to it
+    any more; only reference cycles are not looked for, and the process ending frees their memory. No file
+    is left to them: the run's files are closed when it ends, the instance is closed, the messages are
+    flushed as they are printed, and logging flushes its handlers at exit."""
     gc.freeze()
 
 
