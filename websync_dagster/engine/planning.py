@@ -82,7 +82,10 @@ def prod_keys(session: ProdSession, plan: TablePlan) -> ProdKeys:
         (k for k in plan.prod.unique_keys if set(k.columns) <= set(plan.shipped)), key=lambda k: not k.primary
     ))
     columns = tuple(dict.fromkeys(c for k in keys for c in k.columns))
-    return ProdKeys(keys, columns, ProdKeyReader(session, plan, columns))
+    reader = ProdKeyReader(session, plan, columns)
+    if {m.column for m in plan.type_mismatches} & set(columns):  # dev's values may not even parse as prod's type
+        return ProdKeys(keys, columns, reader, candidate_limit=0)
+    return ProdKeys(keys, columns, reader)
 
 
 class ProdKeyReader:
@@ -104,7 +107,8 @@ class ProdKeyReader:
 
     def holding(self, values: Mapping[UniqueKey, Sequence[Sequence[str]]]) -> Iterator[bytes]:
         """Every key column of the prod rows holding one of ``values`` (per key, tuples of its columns' values
-        as text) on that key: only those rows, found through prod's unique indexes."""
+        as text, cast to prod's types) on that key: only those rows, found through prod's unique indexes. Dev
+        then compares the values it gets as it always did: a row that matched only after the cast is no clash."""
         return self._copy(self.columns, sql.SQL(" OR ").join(self._holding(k, v) for k, v in values.items()))
 
     def everything(self) -> Iterator[bytes]:

@@ -217,3 +217,19 @@ def test_the_delta_is_exactly_the_dev_rows_prod_lacks_on_every_key(servers, tmp_
         assert export.dev_rows == len(dev)
 
     check()
+
+
+def test_a_dev_value_longer_than_prods_column_is_not_taken_for_a_clash(servers, tmp_path):
+    """A key column whose type differs between the sides ('abcd' cast to prod's varchar(3) is 'abc'): the clash
+    is decided by dev's comparison of the values, as before; prod refuses the row at load instead."""
+    n = f"kl_{os.getpid()}_{next(_databases)}"
+    urls = []
+    for server, width in ((servers.dev, 10), (servers.prod, 3)):
+        server.create_database(n)
+        urls.append(server.url(n))
+        with psycopg.connect(urls[-1], autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE kv (id text PRIMARY KEY, code varchar({width}) UNIQUE)")
+            conn.execute("INSERT INTO kv SELECT 'same' || g, 'c' || g FROM generate_series(1, 50) AS g")
+            conn.execute("INSERT INTO kv VALUES ('p', 'abc')" if width == 3 else "INSERT INTO kv VALUES ('d', 'abcd')")
+    export = export_deltas(urls[0], urls[1], tmp_path, ["kv"])[0]["kv"]
+    assert (export.rows, export.clashes) == (1, {})
