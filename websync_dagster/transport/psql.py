@@ -68,8 +68,9 @@ def _sql_text(query: sql.Composable) -> str:
     return query.as_string(None)
 
 
-#: zstd level of the script stream (see docs/BENCHMARKS.md, compression levels)
-ZSTD_LEVEL = 3
+#: zstd level of the script stream: 9 sends ~14% fewer bytes than 3 (0.225 vs 0.262 of the CSV) and still
+#: compresses ~4x faster than a 20 Mbit/s uplink drains; above 12 the CPU explodes for 1-2% fewer bytes
+ZSTD_LEVEL = 9
 
 
 class _Compressor:
@@ -266,6 +267,7 @@ class PsqlSession(ProdSession):
 
 class SshPsqlTransport(SshTransport):
     name = "ssh_psql"
+    sends_compressed = True  # the script stream is zstd (or gzip)
 
     def __init__(self, settings: Settings) -> None:
         if settings.ssh is None or not settings.prod_psql:

@@ -131,7 +131,7 @@ class FastTransport(paramiko.Transport):
 
 @functools.cache
 def transport_class(level: int) -> type[FastTransport]:
-    """A ``FastTransport`` whose zlib compression is ``SyncFlushZlibCompressor`` at ``level`` (1-9).
+    """A ``FastTransport`` whose zlib compression is ``SyncFlushZlibCompressor`` at ``level`` (0: stored).
 
     The one use of paramiko's private API, fenced here: the class attribute ``Transport._compression_info``
     (method name -> compressor and decompressor factories), read and overridden for the zlib methods.
@@ -190,8 +190,12 @@ class RemoteResult:
 class SshConnection:
     """An authenticated SSH connection to the VPS."""
 
-    def __init__(self, settings: SshSettings, redactor: Redactor | None = None) -> None:
+    def __init__(self, settings: SshSettings, redactor: Redactor | None = None, *,
+                 sends_compressed: bool = False) -> None:
+        """``sends_compressed``: what goes up is compressed already (ssh_psql's zstd): SSH compression stays
+        on for what comes down, and what goes up travels in zlib's stored blocks (no CPU spent on it)."""
         self.settings = settings
+        self.sends_compressed = sends_compressed
         self.redactor = redactor or Redactor([settings.password, settings.key_passphrase])
         self.client = paramiko.SSHClient()
         self.sock: CountingSocket | None = None
@@ -223,7 +227,7 @@ class SshConnection:
                 banner_timeout=CONNECT_TIMEOUT_S,
                 auth_timeout=CONNECT_TIMEOUT_S,
                 compress=s.compression_level > 0,
-                transport_factory=transport_class(s.compression_level or 1),
+                transport_factory=transport_class(0 if self.sends_compressed else s.compression_level),
             )
         except SshError:
             self.client.close()
@@ -314,6 +318,9 @@ class SshConnection:
 class SshTransport(ProdTransport):
     """What the SSH transports share: the settings, the connection of the open session, its byte count."""
 
+    #: what this transport sends is compressed already (``SshConnection``'s ``sends_compressed``)
+    sends_compressed = False
+
     def __init__(self, settings: Settings) -> None:
         assert settings.ssh is not None
         self.settings = settings
@@ -332,7 +339,8 @@ class SshTransport(ProdTransport):
     @contextlib.contextmanager
     def _connection(self) -> Iterator[SshConnection]:
         """The SSH connection of one session, counted until it closes."""
-        ssh = self._ssh = SshConnection(self.ssh_settings, self.redactor).connect()
+        ssh = self._ssh = SshConnection(self.ssh_settings, self.redactor,
+                                        sends_compressed=self.sends_compressed).connect()
         try:
             yield ssh
         finally:

@@ -22,7 +22,7 @@ def test_paramiko_still_has_the_compression_table_websync_replaces():
     assert "none" in stock
 
 
-@pytest.mark.parametrize("level", [1, 6, 9])
+@pytest.mark.parametrize("level", [0, 1, 4, 6, 9])
 def test_the_fenced_table_compresses_at_the_level_and_keeps_the_other_methods(level):
     cls = transport_class(level)
     assert issubclass(cls, FastTransport)
