@@ -19,21 +19,26 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """No garbage collection inside (unless the caller had it off already). For building what lives as long as
-    the process: Dagster and the code location's ~200k objects when imported, Dagster's storage when the first
-    instance is opened. The collector's passes over them find nothing to free; they were ~0.2 s of a no-op
-    ``websync sync``."""
+def collector_paused(*, then_freeze: bool) -> Iterator[None]:
+    """No garbage collection inside (unless the caller had it off already), for building what lives as long
+    as the process: Dagster and the code location's ~200k objects when imported, Dagster's storage when the
+    first instance is opened. The collector's passes over them find nothing to free (they were ~0.2 s of a
+    no-op ``websync sync``). ``then_freeze``: every object there is then is left out of the collector's
+    passes for good (``gc.freeze``), before it is turned on again; else its first pass goes through all that
+    was built meanwhile."""
     collecting = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if then_freeze:
+            gc.freeze()
         if collecting:
             gc.enable()
 
 
-with collector_paused():
+# frozen: what exists when the CLI is imported is modules and what they hold
+with collector_paused(then_freeze=True):
     from dagster import (
         DagsterEventType,
         DagsterInstance,
@@ -312,7 +317,8 @@ def print_rows(rows: Sequence[dict[str, Any]], as_json: bool, redact: Redactor) 
 def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: bool = False, as_json: bool = False,
         tables: str | None = None, dry_run_only: bool = False, own_process: bool = False) -> int:
     """Run one mode's job (or the dry run); return the process exit code. ``own_process``: the run is what
-    this process is for (``main`` with the process's own command line), see ``keep_heap_from_collector``."""
+    this process is for (``main`` with the process's own command line): the heap built until the instance
+    is open is frozen (``collector_paused``)."""
     VIEW.attach(sys.stderr)
     try:
         settings = prepare(mode, env_file, tables)
@@ -325,10 +331,8 @@ def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: b
         say(f"{mode}{' --dry-run' if dry_run_only else ''}: {where}")
     if dry_run_only:
         return run_dry(settings, as_json, redact)
-    with collector_paused():
+    with collector_paused(then_freeze=own_process):  # a test's process would keep its garbage frozen
         instance, home = open_instance()
-    if own_process:
-        keep_heap_from_collector()
     with instance:  # its storages closed once the run is recorded
         if tables is not None and mode == "sync" and not quiet:
             for line in left_out_dependencies(settings, home):
@@ -440,15 +444,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def keep_heap_from_collector() -> None:
-    """Every object there is now is left out of the garbage collector's passes (``gc.freeze``), for the rest
-    of the process. Only where the process ends with the run (a test calling ``main`` would keep its
-    garbage): once the instance is open, so that the collections during the run go through what the run
-    makes only, not the ~300k objects of Dagster and its storage, which live as long as the process; and
-    once the run is over, so that the interpreter's own collections at exit skip the heap: they were
-    0.4-0.7 s of a no-op ``websync sync``. What is frozen is still freed at exit when nothing refers to it
-    any more; only reference cycles are not looked for, and the process ending frees their memory. No file
-    is left to them: the run's files are closed when it ends, the instance is closed, the messages are
-    flushed as they are printed, and logging flushes its handlers at exit."""
+    """Every object there is now left out of the garbage collector's passes (``gc.freeze``), once the run is
+    over, so that the interpreter's own collections at exit skip the heap: they were 0.4-0.7 s of a no-op
+    ``websync sync``. Only where the process ends with the run (a test calling ``main`` would keep its
+    garbage). What is frozen is still freed at exit when nothing refers to it any more; only reference
+    cycles are not looked for, and the process ending frees their memory. No file is left to them: the
+    run's files are closed when it ends, the instance is closed, the messages are flushed as they are
+    printed, and logging flushes its handlers at exit."""
     gc.freeze()
 
 
