@@ -119,14 +119,9 @@ def _load_prod_keys(cur: psycopg.Cursor, table: str, prod_keys: ProdKeys, bucket
         _PROD_KEYS, sql.SQL(", ").join(map(sql.Identifier, prod_keys.columns)), sql.Identifier(table)))
     if buckets is None:
         _copy_into_keys(cur, prod_keys.columns, prod_keys.reader.everything())
+        _index_keys(cur, prod_keys.keys)
     else:
         _load_ids_and_clashing(cur, table, prod_keys, buckets, prod_rows)
-    for unique in prod_keys.keys:
-        # the planner expects few dev rows to be missing and then probes the key table once per row: an
-        # index keeps each probe cheap (a scan per row made the 1% run grow with rows x prod rows)
-        columns = sql.SQL(", ").join(map(sql.Identifier, unique.columns))
-        cur.execute(sql.SQL("CREATE INDEX ON {} ({})").format(_PROD_KEYS, columns))
-    cur.execute(sql.SQL("ANALYZE {}").format(_PROD_KEYS))
     return [
         sql.SQL("EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(_PROD_KEYS, sql.SQL(" AND ").join(
             sql.SQL("p.{c} = t.{c}").format(c=sql.Identifier(c)) for c in unique.columns))
@@ -151,11 +146,22 @@ def _csv_bytes_per_row(cur: psycopg.Cursor, table: str, columns: Sequence[str]) 
     return 0.0
 
 
+def _index_keys(cur: psycopg.Cursor, keys: Sequence[UniqueKey]) -> None:
+    """Index the key table on ``keys``, and analyze it. The planner expects few dev rows to be missing and
+    then probes the key table once per row: an index keeps each probe cheap (a scan per row made the 1% run
+    grow with rows x prod rows)."""
+    for unique in keys:
+        columns = sql.SQL(", ").join(map(sql.Identifier, unique.columns))
+        cur.execute(sql.SQL("CREATE INDEX ON {} ({})").format(_PROD_KEYS, columns))
+    cur.execute(sql.SQL("ANALYZE {}").format(_PROD_KEYS))
+
+
 def _load_ids_and_clashing(cur: psycopg.Cursor, table: str, prod_keys: ProdKeys, buckets: Sequence[str],
                            prod_rows: int) -> None:
     primary, *others = prod_keys.keys
     (key,) = primary.columns
     _copy_into_keys(cur, [key], prod_keys.reader.ids(buckets))
+    _index_keys(cur, [primary])  # before the candidates are looked for
     if not others:
         return
     candidates = sql.SQL("{} AND {}").format(within_buckets(key, buckets, DIGEST_DEPTH), _missing_by_id(key))
@@ -167,6 +173,7 @@ def _load_ids_and_clashing(cur: psycopg.Cursor, table: str, prod_keys: ProdKeys,
         values = {k: v for k in others if (v := _candidate_values(cur, table, k, candidates))}
         if values:
             _copy_into_keys(cur, prod_keys.columns, prod_keys.reader.holding(values))
+    _index_keys(cur, others)
 
 
 def _dev_digests(cur: psycopg.Cursor, table: str, key: str) -> Digests:
