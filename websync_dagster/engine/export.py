@@ -302,7 +302,7 @@ def _export(
                             total_bytes=round(expected_rows * per_row))
         with open(partial, "xb") as out, cur.copy(query) as copy:
             if follow is not None:
-                follow.opened(partial)
+                follow.opened(partial, progress.total_bytes, expected_rows)
             told = 0
             for chunk in progress.wrap(copy):
                 out.write(chunk)

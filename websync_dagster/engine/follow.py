@@ -31,11 +31,14 @@ class FollowedFile:
         self._reader: BinaryIO | None = None
         self._done = False
         self._error: BaseException | None = None
+        self.estimated_bytes = self.estimated_rows = 0
 
-    def opened(self, path: Path) -> None:
+    def opened(self, path: Path, estimated_bytes: int = 0, estimated_rows: int = 0) -> None:
         """The file exists; prod is no longer needed by the export (its keys are read). The file is
-        opened for reading here, before the writer can rename it."""
+        opened for reading here, before the writer can rename it. The estimates (dev's, of the whole
+        file) give the reader's progress a total."""
         reader = open(path, "rb")  # noqa: SIM115 - closed by chunks() or close()
+        self.estimated_bytes, self.estimated_rows = estimated_bytes, estimated_rows
         with self._changed:
             self._reader = reader
             self._changed.notify_all()

@@ -499,7 +499,8 @@ def load_followed(
     with _rolled_back_on_error(plan.table):
         if not followed.wait_opened():  # the export reads prod's keys through this session until then
             finish_export()
-        progress = Progress(f"{plan.table} load", report)
+        progress = Progress(f"{plan.table} load", report, total_bytes=followed.estimated_bytes,
+                            total_rows=followed.estimated_rows, estimated=True)
         cutter = UnitCutter(progress.wrap(followed.chunks()), followed.descriptor(), unit_seconds(plan, commit_every_s))
         with contextlib.closing(cutter):
             try:
