@@ -15,7 +15,7 @@ from pathlib import Path  # noqa: E402
 from websync_dagster.cli import run  # noqa: E402
 
 if __name__ == "__main__":
-    code = run(sys.argv[1], env_file="/dev/null", quiet=True)
+    code = run(sys.argv[1], env_file="/dev/null", quiet=True, own_process=True)
     lines = Path("/proc/self/status").read_text().splitlines()
     status = dict(line.split(":", 1) for line in lines if ":" in line)
     peak_kb = int(status["VmHWM"].split()[0])

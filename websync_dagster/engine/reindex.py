@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from websync_dagster.core.errors import SyncError
 from websync_dagster.core.settings import ReindexSettings, Settings
-from websync_dagster.transport.ssh import SshConnection, remote_failure
 
 TIMEOUT_S = 120
 
@@ -33,6 +32,9 @@ def _headers(reindex: ReindexSettings) -> dict[str, str]:
 
 
 def _from_vps(settings: Settings, reindex: ReindexSettings) -> int:
+    # imported here: paramiko and cryptography cost every sync ~70 ms, and only this way needs them
+    from websync_dagster.transport.ssh import SshConnection, remote_failure
+
     assert settings.ssh is not None
     command = (f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time {TIMEOUT_S} -X {shlex.quote(reindex.method)} "
                f"-H @- {shlex.quote(reindex.url)}")
