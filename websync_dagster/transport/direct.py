@@ -72,14 +72,19 @@ class PsycopgSession(ProdSession):
         self.conn = conn
         self.name = name
 
+    def _one_read(self) -> contextlib.AbstractContextManager[Any]:
+        """A single read needs no transaction block on an autocommit connection: BEGIN and COMMIT would
+        be two more round trips (80 ms on a 40 ms link) for the same snapshot."""
+        return contextlib.nullcontext() if self.conn.autocommit else self.conn.transaction()
+
     def query(self, query: sql.Composable) -> list[dict[str, Any]]:
-        with self.conn.transaction(), self.conn.cursor() as cur:
+        with self._one_read(), self.conn.cursor() as cur:
             cur.execute(as_json_rows(query))
             row = cur.fetchone()
         return row[0] if row else []
 
     def copy_out(self, query: sql.Composable) -> Iterator[bytes]:
-        with self.conn.transaction(), self.conn.cursor() as cur, cur.copy(query) as copy:
+        with self._one_read(), self.conn.cursor() as cur, cur.copy(query) as copy:
             for chunk in copy:
                 yield bytes(chunk)
 
