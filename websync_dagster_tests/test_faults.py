@@ -11,6 +11,7 @@ loaded twice.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -279,7 +281,7 @@ def test_a_paused_run_releases_prod_within_the_idle_timeout_and_a_second_run_com
     # had the whole script): it reconnects, ships what prod lacks now (nothing: the second run shipped it)
     assert first.returncode == 0, stderr
     if transport != "ssh_psql":
-        assert "web_pages: the link to prod broke (" in stderr and "reconnecting in 2 s (retry 1 of 3)" in stderr
+        assert "web_pages: the link to prod broke (" in stderr and "reconnecting in 1 s (retry 1 of 3)" in stderr
     after = _snapshots(sync_env.prod_url)
     for table in TABLES:
         assert {i: after[table][i] for i in before[table]} == before[table], table
@@ -309,6 +311,23 @@ def test_every_prod_session_ends_when_idle_in_a_transaction(sync_env, prod_via):
         prod_via(sync_env)
 
 
+def _install_refusal(prod: psycopg.Connection, page_id: str) -> None:
+    """Prod refuses the web_pages row ``page_id`` (a trigger raising: a row refusal, class P0)."""
+    prod.execute("ALTER EVENT TRIGGER websync_ddl_guard DISABLE")
+    prod.execute(sql.SQL(
+        "CREATE FUNCTION websync_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.id = {} THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"
+    ).format(sql.Literal(page_id)))
+    prod.execute("CREATE TRIGGER websync_test_refuse BEFORE INSERT ON web_pages FOR EACH ROW "
+                 "EXECUTE FUNCTION websync_test_refuse()")
+    prod.execute("ALTER EVENT TRIGGER websync_ddl_guard ENABLE")
+
+
+def _dev_ids(sync_env) -> set[str]:
+    with sync_env.dev() as dev:
+        return {r[0] for r in dev.execute("SELECT id::text FROM web_pages")}
+
+
 #: one row per commit unit: each unit's time (1 ns) is up by its first row end (see engine/units.py)
 EVERY_ROW = {"WEBSYNC_COMMIT_EVERY_S": "0.000000001"}
 
@@ -322,8 +341,11 @@ def test_a_fault_mid_table_keeps_the_units_committed_before_it_and_the_run_sends
     sync_env.env.update(EVERY_ROW)
     settings = prod_via(sync_env)
     before = _snapshots(sync_env.prod_url)
+    with sync_env.dev() as dev:  # the export reads dev in this order: a row of an early unit
+        refused = dev.execute("SELECT id::text FROM web_pages ORDER BY ctid OFFSET 10 LIMIT 1").fetchone()[0]
     with sync_env.prod() as prod:
         _install_pause(prod)
+        _install_refusal(prod, refused)
     with _pause_lock_held(sync_env.prod_url):
         sync = SyncInThread(settings)
         pid = _paused_backend(sync_env.prod_url)
@@ -345,6 +367,10 @@ def test_a_fault_mid_table_keeps_the_units_committed_before_it_and_the_run_sends
     result = runs["web_pages"].load.result
     assert result.inserted == len(after["web_pages"]) - len(before["web_pages"]) == result.after - result.before
     assert result.lost == 0 and result.commits > kept
+    # refused before the cut and again by the retry (it is not in prod): one reject, in the retry's file
+    expected_rejects = {refused, *(i for i, _ in sync_env.facts.rejected.items() if i in _dev_ids(sync_env))}
+    rejected = [json.loads(line)["id"] for line in Path(result.reject_file).read_text().splitlines()]
+    assert result.rejected == len(rejected) == len(expected_rejects) and set(rejected) == expected_rejects
     with sync_env.prod() as prod:
         dupes = prod.execute("SELECT count(*) FROM (SELECT web_source_id, url_hash FROM web_pages "
                              "GROUP BY 1, 2 HAVING count(*) > 1) d").fetchone()[0]

@@ -80,7 +80,7 @@ class Settings:
     #: prod ends a websync session whose transaction stays idle this long (client paused or gone)
     prod_idle_timeout_s: int = 60
     #: a table's rows are committed in units of about this many seconds of sending (None: one per table)
-    commit_every_s: float | None = 5.0
+    commit_every_s: float | None = 4.0
 
     @property
     def transport_name(self) -> str:
@@ -185,7 +185,7 @@ def load_settings(
         wait_s=whole_seconds("WEBSYNC_WAIT_S", get("WEBSYNC_WAIT_S", "600") or "600", minimum=0),
         prod_idle_timeout_s=whole_seconds("WEBSYNC_PROD_IDLE_TIMEOUT_S",
                                            get("WEBSYNC_PROD_IDLE_TIMEOUT_S", "60") or "60", minimum=1),
-        commit_every_s=seconds("WEBSYNC_COMMIT_EVERY_S", get("WEBSYNC_COMMIT_EVERY_S", "5") or "5") or None,
+        commit_every_s=seconds("WEBSYNC_COMMIT_EVERY_S", get("WEBSYNC_COMMIT_EVERY_S", "4") or "4") or None,
     )
 
 

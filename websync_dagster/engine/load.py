@@ -118,6 +118,14 @@ class LoadResult:
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
 
+    def keep_only_inserted(self) -> None:
+        """Before another attempt at the table: the rows earlier attempts refused, skipped or found present
+        are not in prod, so the new attempt's export considers them again and counts them; only what the
+        committed units inserted (and the references they nulled) stays counted here."""
+        self.rejected, self.skipped, self.already_present = 0, {}, 0
+        self.reject_file = None
+        self.accounted = self.inserted
+
 
 def advisory_lock(table: str) -> Statement:
     """Serialises syncs of one table: two runs never interleave their loads."""

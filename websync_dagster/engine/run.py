@@ -41,9 +41,9 @@ REJECT_SUBDIR = "rejects"
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
-#: a table whose link to prod breaks is retried this many times in the same run, after 2, 4, 8 s
+#: a table whose link to prod breaks is retried this many times in the same run, after 1, 2, 4 s
 RECONNECT_ATTEMPTS = 3
-RECONNECT_PAUSE_S = 2.0
+RECONNECT_PAUSE_S = 1.0
 
 
 def new_run_id() -> str:
@@ -368,6 +368,7 @@ def _export_and_load_reconnecting(
                        f"({loaded.inserted} rows committed before stay); reconnecting in {pause:g} s "
                        f"(retry {attempt + 1} of {RECONNECT_ATTEMPTS})")
             ctx.reconnect()
+            loaded.keep_only_inserted()
             time.sleep(pause)
 
 
