@@ -4,9 +4,12 @@ Why: a table shipped in one transaction is lost whole when the link breaks near 
 same run then sends it all again. Committed in units, a cut loses only the unit in flight: the run
 reconnects, exports the delta again (which leaves out what prod now holds) and sends the rest.
 
-A unit closes at the first row boundary after it has been sending for ``every_s`` seconds: on any
-link a cut costs at most about that much sending, and a unit's own cost (a commit and a few round
-trips) stays a small part of it. A small delta is one unit. Each unit is a whole CSV (the file's
+A unit closes at the first row boundary after it has been sending for ``every_s`` seconds, or, from the
+second unit on, once it holds ``every_s`` seconds' worth of bytes at the rate the earlier units were
+committed: the sender runs ahead of a slow link by what the buffers on the way hold (MBs), which a cut
+also loses and which a commit waits for, so the rate measured from commit to commit is the link's. On
+any link a cut costs about that much sending, and a unit's own cost (a commit and a few round trips)
+stays a small part of it. A small delta is one unit. Each unit is a whole CSV (the file's
 header, then whole rows), so prod never holds part of a row, and a unit it refuses can be sent again,
 from the file, to the staged path.
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 READ_SIZE = 1 << 20
 
@@ -41,8 +44,11 @@ class UnitCutter:
     hands out one ``Unit`` at a time; ``fd`` is an open descriptor of the same file, to send a unit again.
     ``every_s`` None: the whole file is one unit."""
 
-    def __init__(self, chunks: Iterator[bytes], fd: int, every_s: float | None) -> None:
+    def __init__(self, chunks: Iterator[bytes], fd: int, every_s: float | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._chunks = chunks
+        self._clock = clock
+        self._first_started: float | None = None  # when the first unit began to send
         self._fd = fd
         self.every_s = every_s
         self._buffer = b""
@@ -101,14 +107,27 @@ class UnitCutter:
         self.units += 1
         return Unit(self, self._offset)
 
+    def _budget(self, started: float) -> float:
+        """Bytes a unit starting now may hold: ``every_s`` at the rate of the units committed so far (from
+        the first unit's start to this one's, commits included); no limit for the first unit."""
+        if self._first_started is None:
+            self._first_started = started
+        elapsed = started - self._first_started
+        sent = self._offset - len(self.header)
+        if self.every_s is None or elapsed <= 0 or sent <= 0:
+            return float("inf")
+        return self.every_s * sent / elapsed
+
     def _stream(self, unit: Unit) -> Iterator[bytes]:
-        """The unit as it is read: the header, then rows until the unit's time is up (or the file ends)."""
+        """The unit as it is read: the header, then rows until the unit's time or bytes are up (or the file ends)."""
         yield self.header
-        started = time.monotonic()
+        started = self._clock()
+        budget = self._budget(started)
         while True:
             if not self._buffer and not self._fill():
                 break
-            if self.every_s is not None and time.monotonic() - started >= self.every_s:
+            due = self._offset - unit.start >= budget or self._clock() - started >= (self.every_s or 0)
+            if self.every_s is not None and due:
                 end = row_end(self._buffer, 0, self._quoted)
                 if end is not None:
                     yield self._take(end)

@@ -109,3 +109,29 @@ def test_a_source_that_failed_never_looks_ended(tmp_path):
     with pytest.raises(RuntimeError, match="export failed"):  # not taken for the file's end
         cutter.has_rows()
     cutter.close()
+
+
+def test_after_the_first_unit_units_hold_the_bytes_the_link_takes_in_their_time(tmp_path):
+    """The sender runs ahead of a slow link (buffers): the first unit, cut by time, sends 10x what the link
+    takes in that time and its commit waits for the rest to drain. The next units are cut by bytes, at the
+    rate measured from commit to commit, so that a cut never loses more than about ``every_s`` of link."""
+    rows = [(str(i), "t" * 90, "b") for i in range(200)]  # ~100 bytes a row
+    data = postgres_csv(rows)
+    now = [0.0]
+    path = tmp_path / "export.csv"
+    path.write_bytes(data)
+    cutter = UnitCutter(pieces(data, [100]), os.open(path, os.O_RDONLY), 0.5, clock=lambda: now[0])
+    sizes = []
+    while cutter.has_rows():
+        unit = cutter.next_unit()
+        body = 0
+        for piece in unit.source():
+            now[0] += len(piece) / 10_000  # into the buffers, fast
+            body += len(piece)
+        body -= len(HEADER)
+        now[0] += body / 1_000  # the commit waits until the link (1,000 B/s) has taken it all
+        sizes.append(body)
+    cutter.close()
+    assert 4_500 <= sizes[0] <= 5_500  # 0.5 s at the buffers' speed
+    assert all(300 <= s <= 700 for s in sizes[1:-1]), sizes  # 0.5 s at the link's
+    assert sum(sizes) == len(data) - len(HEADER)
