@@ -8,7 +8,6 @@ from typing import Any
 
 from websync_dagster.core.errors import TableSyncError
 from websync_dagster.engine.catalog import TableInfo
-from websync_dagster.engine.key_digest import ProdIdDigests
 
 #: what a sync writes instead of dev's value, so that prod re-indexes the documents
 DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {"knowledge_base": {"is_indexed": False, "chunk_count": 0}}
@@ -37,8 +36,6 @@ class TablePlan:
     prod: TableInfo | None = None
     #: overrides not applied: column -> why (e.g. prod has no such column)
     overrides_skipped: Mapping[str, str] = field(default_factory=dict)
-    #: prod's id digests, shared by the plans of one planning (read once for all tables: see key_digest.py)
-    prod_digests: ProdIdDigests | None = field(default=None, compare=False, repr=False)
 
     @property
     def warnings(self) -> list[str]:

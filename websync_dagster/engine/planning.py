@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
@@ -24,6 +24,8 @@ class Planning:
     plans: dict[str, TablePlan]  # in foreign-key order
     errors: dict[str, TableSyncError]
     prod_catalog: dict[str, TableInfo]  # every table prod could describe, planned or not
+    #: prod's id digests of every planned table, read once for all of them on first use (key_digest.py)
+    prod_digests: ProdIdDigests
 
     def plan(self, table: str) -> TablePlan:
         """The table's plan, or its planning error raised."""
@@ -59,9 +61,7 @@ def plan_each_table(
             plans[table] = plan_table(dev_catalog[table], prod_catalog[table], overrides.get(table))
         except TableSyncError as exc:
             errors[table] = exc
-    digests = ProdIdDigests({t: p.key for t, p in plans.items()})
-    plans = {t: replace(p, prod_digests=digests) for t, p in plans.items()}
-    return Planning(plans, errors, prod_catalog)
+    return Planning(plans, errors, prod_catalog, ProdIdDigests({t: p.key for t, p in plans.items()}))
 
 
 def plan_tables(
@@ -74,15 +74,15 @@ def plan_tables(
     return plan_each_table(dev, prod, tables, overrides).every_plan()
 
 
-def prod_keys(session: ProdSession, plan: TablePlan) -> ProdKeys:
+def prod_keys(session: ProdSession, plan: TablePlan, digests: ProdIdDigests | None = None) -> ProdKeys:
     """Prod's primary key first, then each other unique key made only of shipped columns, and how to read
-    their values from prod (see ``ProdKeyReader``)."""
+    their values from prod (see ``ProdKeyReader``). ``digests``: the planning's (None: read for this table)."""
     assert plan.prod is not None
     keys = tuple(sorted(
         (k for k in plan.prod.unique_keys if set(k.columns) <= set(plan.shipped)), key=lambda k: not k.primary
     ))
     columns = tuple(dict.fromkeys(c for k in keys for c in k.columns))
-    reader = ProdKeyReader(session, plan, columns)
+    reader = ProdKeyReader(session, plan, columns, digests or ProdIdDigests({plan.table: plan.key}))
     if {m.column for m in plan.type_mismatches} & set(columns):  # dev's values may not even parse as prod's type
         return ProdKeys(keys, columns, reader, candidate_limit=0)
     return ProdKeys(keys, columns, reader)
@@ -91,11 +91,11 @@ def prod_keys(session: ProdSession, plan: TablePlan) -> ProdKeys:
 class ProdKeyReader:
     """Reads one table's key values from prod, each a COPY stream (one round trip each)."""
 
-    def __init__(self, session: ProdSession, plan: TablePlan, columns: Sequence[str]) -> None:
+    def __init__(self, session: ProdSession, plan: TablePlan, columns: Sequence[str], digests: ProdIdDigests) -> None:
         self.session = session
         self.plan = plan
         self.columns = tuple(columns)
-        self._digests = plan.prod_digests or ProdIdDigests({plan.table: plan.key})
+        self._digests = digests
 
     def digests(self) -> Digests:
         """Prod's id digests per bucket (read once per planning, for every planned table at once)."""

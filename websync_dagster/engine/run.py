@@ -163,7 +163,8 @@ def run_export(
                 dev_columns = read_catalog(PsycopgSession(ctx.dev), [table], side="dev")[table].column_names
                 return export_table(ctx.dev, table, dev_columns, path, report=report)
             plan = ctx.plan(table)
-            return export_table(ctx.dev, table, plan.shipped, path, prod_keys=prod_keys(ctx.prod, plan),
+            keys = prod_keys(ctx.prod, plan, ctx.planning().prod_digests)
+            return export_table(ctx.dev, table, plan.shipped, path, prod_keys=keys,
                                 overrides=plan.overrides, report=report, follow=follow)
         except SyncError:
             raise
