@@ -39,6 +39,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	bash .ci/install-sshd.sh
+	bash .ci/install-postgres.sh
 	WEBSYNC_REQUIRE_SSHD=$${WEBSYNC_REQUIRE_SSHD:-1} $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_TMP)
 
 # the fast layer alone: no server, no subprocess (seconds)

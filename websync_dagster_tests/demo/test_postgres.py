@@ -120,8 +120,8 @@ def test_url_format(tmp_path: Path) -> None:
     assert pg.url("my db", with_password=False) == "postgresql://postgres@127.0.0.1:15432/my%20db"
     assert EmbeddedPostgres(tmp_path / "x", port=15433).url("d") == "postgresql://postgres@127.0.0.1:15433/d"
     assert "a b@c" not in repr(pg) and "a%20b" not in repr(pg)
-    with pytest.raises(ValueError):
-        EmbeddedPostgres(tmp_path / "pg", version=15)
+    with pytest.raises(ValueError, match="PostgreSQL 3 is not available"):
+        EmbeddedPostgres(tmp_path / "pg", version=3)  # neither bundled nor under /usr/lib/postgresql
     with pytest.raises(ValueError):
         EmbeddedPostgres(tmp_path / "pg", password="two\nlines")
 
