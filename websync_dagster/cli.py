@@ -194,7 +194,14 @@ def summary_rows(mode: str, result: ExecuteInProcessResult, *, full: bool = Fals
         ]
     if mode == "status":
         counts = result.output_for_node("prod_status") if result.success else {}
-        return [{"table": t, "prod rows": n} for t, n in counts.items()]
+        rows = [{"table": t, "prod rows": n} for t, n in counts.items()]
+        if full and result.success:  # the sources with prod's own column names (url or base_url ...)
+            sources = result.output_for_node("prod_status", "web_sources")
+            row = next((r for r in rows if r["table"] == "web_sources"), None)
+            if row is None:  # web_sources left out of WEBSYNC_TABLES: its sources are still shown
+                rows.append(row := {"table": "web_sources"})
+            row["sources"] = sources
+        return rows
     return list(result.output_for_node("dev_prod_diff")) if result.success else []
 
 
@@ -214,6 +221,13 @@ def failures(result: ExecuteInProcessResult) -> list[str]:
             else:
                 lines.append(f"{event.step_key} failed")
     return lines
+
+
+def failure_chains(result: ExecuteInProcessResult) -> list[str]:
+    """Each failed step's error with its causes, stack traces included (``--debug``)."""
+    return [f"{event.step_key} failed:\n{event.step_failure_data.error.to_string()}"
+            for event in result.all_events
+            if event.event_type == DagsterEventType.STEP_FAILURE and event.step_failure_data.error]
 
 
 def one_line_per_cause(lines: Sequence[str]) -> list[str]:
@@ -361,12 +375,13 @@ def run_job(mode: str, settings: Settings, instance: DagsterInstance, home: Path
         )
     finally:
         VIEW.close()
-    return report(mode, result, home, quiet=quiet, as_json=as_json, redact=settings.redactor())
+    return report(mode, result, home, quiet=quiet, as_json=as_json, redact=settings.redactor(), debug=debug)
 
 
 def report(mode: str, result: ExecuteInProcessResult, home: Path, *, quiet: bool, as_json: bool,
-           redact: Redactor) -> int:
-    """The run's table on stdout, a line per problem on stderr; the exit code."""
+           redact: Redactor, debug: bool = False) -> int:
+    """The run's table on stdout, a line per problem on stderr (with ``debug``, after each step failure's
+    whole chain of causes and their stack traces); the exit code."""
     problems = one_line_per_cause(failures(result))
     rows = summary_rows(mode, result, full=as_json)
     if as_json:
@@ -376,6 +391,9 @@ def report(mode: str, result: ExecuteInProcessResult, home: Path, *, quiet: bool
         if not quiet:
             say(f"{mode}: run {result.run_id} succeeded (Dagster instance {home})")
         return 0
+    if debug:
+        for chain in failure_chains(result):
+            VIEW.line(redact(chain))
     for line in problems or [f"run {result.run_id} failed"]:
         error(redact(line))
     if not quiet:

@@ -33,7 +33,7 @@ from pydantic import Field
 from websync_dagster.core.errors import SyncError
 from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES, REINDEXED_TABLES
 from websync_dagster.defs import metadata
-from websync_dagster.defs.failures import as_failure, redacted
+from websync_dagster.defs.failures import as_failure, first_cause, redacted
 from websync_dagster.defs.resources import WebsyncResource
 from websync_dagster.engine.reindex import request_reindex
 from websync_dagster.engine.run import SyncContext, TableRun, run_tables
@@ -68,7 +68,8 @@ def _table_specs(table: str, freshness: FreshnessPolicy | None) -> list[AssetSpe
         AssetSpec(prod_key(table), group_name=table, kinds={"postgres"},
                   deps=[export_key(table), *(prod_key(t) for t in DECLARED_DEPS[table])],
                   freshness_policy=freshness,
-                  description=f"Rows of {table} that prod lacked, inserted into prod (insert-only, one transaction)."),
+                  description=f"Rows of {table} that prod lacked, inserted into prod (insert-only), in commit units: "
+                              "a failure rolls back the unit in flight, the units committed before stay."),
     ]
 
 
@@ -122,6 +123,7 @@ def _sync(
     exports = [t for t in DEFAULT_TABLES if export_key(t) in selected]
     loads = [t for t in DEFAULT_TABLES if prod_key(t) in selected]
     failed: list[str] = []
+    errors: list[BaseException] = []
     with as_failure(websync):
         ctx = websync.sync_context()
         runs = run_tables(ctx, export=exports, load=loads, scope=config.scope, declared_deps=DECLARED_DEPS,
@@ -130,6 +132,7 @@ def _sync(
             yield from _table_results(context, run, ctx)
             if run.error is not None:
                 failed.append(redacted(websync, run.error, run.table))
+                errors.append(run.error)
             elif run.load is not None and not run.landed:
                 failed.append(f"{run.table}: {run.load.result.lost} rows shipped to prod were neither inserted nor "
                               f"rejected (check {LANDED_CHECK} failed)")
@@ -138,8 +141,9 @@ def _sync(
             yield _reindex(context, websync)
         except SyncError as exc:
             failed.append(redacted(websync, exc))
+            errors.append(exc)
     if failed:
-        raise Failure(description="\n".join(failed), allow_retries=False)
+        raise Failure(description="\n".join(failed), allow_retries=False) from first_cause(errors)
 
 
 def _table_results(context: AssetExecutionContext, run: TableRun, ctx: SyncContext) -> Iterator[MaterializeResult]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from dagster import Failure
 
@@ -24,10 +24,20 @@ def redacted(websync: WebsyncResource, exc: SyncError, table: str | None = None)
     return message
 
 
+def first_cause(errors: Sequence[BaseException]) -> BaseException | None:
+    """The error a step failure carries as its cause (its chain is what ``--debug`` and the UI show): the
+    first table's whose chain holds more than websync's own line (a bug, prod's error), else the first."""
+    for error in errors:
+        if error.__cause__ is not None:
+            return error
+    return errors[0] if errors else None
+
+
 @contextlib.contextmanager
 def as_failure(websync: WebsyncResource, table: str | None = None) -> Iterator[None]:
+    """A SyncError becomes a step failure of one line; the error stays its cause."""
     try:
         yield
     except SyncError as exc:
         raise Failure(description=redacted(websync, exc, table), metadata={"table": table or ""},
-                      allow_retries=False) from None
+                      allow_retries=False) from exc

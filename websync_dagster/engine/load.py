@@ -33,7 +33,9 @@ from psycopg import sql
 from websync_dagster.core.errors import TableSyncError, first_line
 from websync_dagster.engine.catalog import ExpressionKey, ForeignKey, TableInfo
 from websync_dagster.engine.export import ExportResult
-from websync_dagster.engine.follow import FollowedFile
+from websync_dagster.engine.failure import unit_failure
+from websync_dagster.engine.follow import ExportAborted, FollowedFile
+from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.progress import Progress, Reporter
 from websync_dagster.engine.units import Unit, UnitCutter
@@ -55,12 +57,17 @@ ROW_REFUSALS = {
     "54": "program_limit_exceeded",
     "P0": "plpgsql_error",  # RAISE in a trigger
 }
+ROW_REFUSAL_CONDITIONS = sql.SQL(" OR ").join(map(sql.SQL, ROW_REFUSALS.values()))
 ALREADY_PRESENT = "already_present"
-#: rejected rows whose full content is returned to the reject file; beyond that, id and reason only
-REJECT_ROWS_RETURNED = 5000
+#: rejected rows of a table whose content is written to the reject file; beyond that (a prod refusing
+#: every row of a large delta), id and reason only, so that a unit's rejects never fill the memory; the
+#: file and the metadata say how many rows' content was left out
+REJECT_ROWS_WITH_CONTENT = 20_000
 
-# Casts every staged row into the probe table; on failure, row by row, recording why each bad row
-# fails. The two statements come in as settings so that the block itself holds no data.
+# Casts every staged row into the probe table; if a row refuses (only the errors a row can cause:
+# ROW_REFUSALS), row by row, recording why each bad row fails. Any other error (out of memory, a full disk,
+# an extension's internal error) is not the row's fault: it is not caught, and the unit rolls back. The two
+# statements come in as settings so that the block itself holds no data.
 _PROBE_BLOCK = """
 DO $websync$
 DECLARE
@@ -70,11 +77,11 @@ DECLARE
 BEGIN
     BEGIN
         EXECUTE current_setting('websync.probe_all');
-    EXCEPTION WHEN others THEN
+    EXCEPTION WHEN {conditions} THEN
         FOR r IN SELECT _ws_row FROM pg_temp._ws_stage ORDER BY _ws_row LOOP
             BEGIN
                 EXECUTE current_setting('websync.probe_one') USING r;
-            EXCEPTION WHEN others THEN
+            EXCEPTION WHEN {conditions} THEN
                 GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
                 INSERT INTO pg_temp._ws_rejects (_ws_row, id, reason)
                 SELECT r, s.{key}, replace(msg, '"_ws_probe"', {table_literal})
@@ -102,6 +109,8 @@ class LoadResult:
     nulled: dict[str, int] = field(default_factory=dict)  # column -> references set to NULL
     rejected: int = 0
     reject_file: str | None = None
+    #: rejected rows written to the reject file without their content (see REJECT_ROWS_WITH_CONTENT)
+    reject_rows_cut: int = 0
     fallback_reason: str | None = None
     bytes: int = 0
     seconds: float = 0.0
@@ -113,6 +122,8 @@ class LoadResult:
     commits: int = 0
     #: rows of the committed units that prod inserted, refused, skipped or already had
     accounted: int = 0
+    #: rows of the export that the committed units sent (the server's counts), to name a failed unit's rows
+    sent: int = 0
 
     @property
     def skipped_total(self) -> int:
@@ -122,9 +133,10 @@ class LoadResult:
         """Before another attempt at the table: the rows earlier attempts refused, skipped or found present
         are not in prod, so the new attempt's export considers them again and counts them; only what the
         committed units inserted (and the references they nulled) stays counted here."""
-        self.rejected, self.skipped, self.already_present = 0, {}, 0
+        self.rejected, self.skipped, self.already_present, self.reject_rows_cut = 0, {}, 0, 0
         self.reject_file = None
         self.accounted = self.inserted
+        self.sent = 0  # the new attempt's export holds only the rest
 
 
 def advisory_lock(table: str) -> Statement:
@@ -353,8 +365,10 @@ def _fix_references(plan: TablePlan, prod: TableInfo) -> list[Step]:
 
 
 def _staged_steps(
-    plan: TablePlan, prod: TableInfo, source: Callable[[], Iterable[bytes]], *, count_before: bool
+    plan: TablePlan, prod: TableInfo, source: Callable[[], Iterable[bytes]], *, count_before: bool,
+    with_content: int = REJECT_ROWS_WITH_CONTENT,
 ) -> list[Step]:
+    """``with_content``: how many of the unit's rejects (the first, in file order) come back with their row."""
     table = sql.Identifier(plan.table)
     stage_columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in plan.shipped)
     casts = sql.SQL(", ").join(
@@ -387,24 +401,24 @@ def _staged_steps(
         Statement(sql.SQL("CREATE TEMP TABLE _ws_inserted (n bigint) ON COMMIT DROP")),
         Statement(sql.SQL("SELECT set_config('websync.probe_all', {}, true), set_config('websync.probe_one', {}, true)")
                   .format(sql.Literal(probe_all.as_string(None)), sql.Literal(probe_one.as_string(None)))),
-        Statement(sql.SQL(_PROBE_BLOCK).format(key=sql.Identifier(plan.key),
+        Statement(sql.SQL(_PROBE_BLOCK).format(conditions=ROW_REFUSAL_CONDITIONS, key=sql.Identifier(plan.key),
                                                table_literal=sql.Literal(f'"{plan.table}"'))),
         *_skip_clashes(plan, prod),
         *(step for n, key in enumerate(prod.expression_keys) for step in _skip_expression_clashes(plan, key, n)),
         *_fix_references(plan, prod),
         Statement(sql.SQL("SELECT set_config('websync.insert_range', {}, true)").format(sql.Literal(
             insert_range.as_string(None)))),
-        Statement(sql.SQL(_INSERT_BLOCK).format(
-            conditions=sql.SQL(" OR ").join(map(sql.SQL, ROW_REFUSALS.values())), key=sql.Identifier(plan.key))),
+        Statement(sql.SQL(_INSERT_BLOCK).format(conditions=ROW_REFUSAL_CONDITIONS, key=sql.Identifier(plan.key))),
         Query("inserted", sql.SQL("SELECT n FROM {}").format(INSERTED)),
         count_rows(plan.table, "after"),
         Query("skipped", sql.SQL("SELECT key_name, count(*) AS n FROM {} GROUP BY key_name").format(SKIPPED)),
         Query("nulled", sql.SQL("SELECT column_name, sum(n)::bigint AS n FROM {} GROUP BY column_name")
               .format(NULLED)),
         Query("rejects", sql.SQL(
-            "SELECT r.id, r.reason, CASE WHEN r._ws_row <= {limit} THEN to_jsonb(s) - '_ws_row' END AS row "
-            "FROM {rejects} AS r LEFT JOIN {stage} AS s USING (_ws_row) ORDER BY r._ws_row"
-        ).format(limit=sql.Literal(REJECT_ROWS_RETURNED), rejects=REJECTS, stage=STAGE)),
+            "SELECT r.id, r.reason, CASE WHEN r.nth <= {limit} THEN to_jsonb(s) - '_ws_row' END AS row "
+            "FROM (SELECT *, row_number() OVER (ORDER BY _ws_row) AS nth FROM {rejects}) AS r "
+            "LEFT JOIN {stage} AS s USING (_ws_row) ORDER BY r._ws_row"
+        ).format(limit=sql.Literal(with_content), rejects=REJECTS, stage=STAGE)),
     ]
 
 
@@ -416,6 +430,13 @@ class _Rejects:
         self.table = table
         self.path = reject_dir / f"{table}_{stamp}.rejects.jsonl"
         self.written = 0
+        #: rejects written without their row's content (past REJECT_ROWS_WITH_CONTENT)
+        self.content_cut = 0
+
+    @property
+    def content_budget(self) -> int:
+        """How many more rejects may come back with their row's content."""
+        return max(REJECT_ROWS_WITH_CONTENT - (self.written - self.content_cut), 0)
 
     def add(self, rejects: list[dict[str, Any]]) -> None:
         if not rejects:
@@ -424,6 +445,10 @@ class _Rejects:
         try:
             with open(self.path, "a" if self.written else "x", encoding="utf-8") as out:
                 for reject in rejects:
+                    if reject.get("row") is None:
+                        self.content_cut += 1
+                        reject = {**reject, "row_cut": f"more than {REJECT_ROWS_WITH_CONTENT} rows of {self.table} "
+                                  "were rejected in this run: only their id and reason are kept"}
                     out.write(json.dumps({"table": self.table, **reject}, ensure_ascii=False) + "\n")
         except FileExistsError:
             raise TableSyncError(self.table, f"{len(rejects)} rows were rejected but {self.path} already exists: it "
@@ -458,6 +483,7 @@ def load_export(
     already_in_prod: int = 0,
     commit_every_s: float | None = None,
     report: Reporter | None = None,
+    watch: LockWatch | None = None,
 ) -> LoadResult:
     """Insert the rows of ``export_file`` (CSV with header, columns ``plan.shipped``) into prod, in
     commit units of ``commit_every_s`` seconds of sending (None: one transaction)."""
@@ -471,8 +497,8 @@ def load_export(
     result = LoadResult(plan.table, "nothing to ship", 0, 0, 0, 0, 0)
     cutter = UnitCutter(progress.wrap(file_chunks(export_file)()), os.open(export_file, os.O_RDONLY),
                         unit_seconds(plan, commit_every_s))
-    with _rolled_back_on_error(plan.table), contextlib.closing(cutter):
-        _load_units(session, plan, cutter, result, _Rejects(reject_dir, plan.table, stamp))
+    with _rolled_back_on_error(plan.table, result), contextlib.closing(cutter):
+        _load_units(session, plan, cutter, result, _Rejects(reject_dir, plan.table, stamp), watch)
     _settle(result, rows, already_in_prod, accounted_before=0, inserted_before=0)
     result.bytes = size if rows else 0
     result.seconds = round(time.perf_counter() - started, 3)
@@ -490,6 +516,7 @@ def load_followed(
     commit_every_s: float | None = None,
     into: LoadResult | None = None,
     report: Reporter | None = None,
+    watch: LockWatch | None = None,
 ) -> LoadResult:
     """Insert into prod the export that another thread is writing, as it is written, in commit units.
 
@@ -504,7 +531,7 @@ def load_followed(
     assert plan.prod is not None
     result = into if into is not None else LoadResult(plan.table, "nothing to ship", 0, 0, 0, 0, 0)
     accounted_before, inserted_before = result.accounted, result.inserted
-    with _rolled_back_on_error(plan.table):
+    with _rolled_back_on_error(plan.table, result):
         if not followed.wait_opened():  # the export reads prod's keys through this session until then
             finish_export()
         progress = Progress(f"{plan.table} load", report, total_bytes=followed.estimated_bytes,
@@ -512,7 +539,7 @@ def load_followed(
         cutter = UnitCutter(progress.wrap(followed.chunks()), followed.descriptor(), unit_seconds(plan, commit_every_s))
         with contextlib.closing(cutter):
             try:
-                _load_units(session, plan, cutter, result, _Rejects(reject_dir, plan.table, stamp))
+                _load_units(session, plan, cutter, result, _Rejects(reject_dir, plan.table, stamp), watch)
             except Exception:
                 finish_export()  # an export that failed is the error to report, not the aborted COPY
                 raise
@@ -534,24 +561,35 @@ def _settle(result: LoadResult, rows: int, already_in_prod: int, *, accounted_be
 
 
 @contextlib.contextmanager
-def _rolled_back_on_error(table: str) -> Iterator[None]:
-    """Any error but the engine's own becomes one line naming the table (the transaction is rolled back)."""
+def _rolled_back_on_error(table: str, result: LoadResult) -> Iterator[None]:
+    """Any error but the engine's own becomes one line naming the table and what the committed units kept
+    (the unit in flight is rolled back); the error stays the cause."""
     try:
         yield
     except TableSyncError:
         raise
     except Exception as exc:
-        raise TableSyncError(table, f"load into prod failed and was rolled back: {first_line(exc)}") from exc
+        raise unit_failure(table, exc, first_row=result.sent + 1, last_row=None,
+                           committed_rows=result.inserted) from exc
 
 
 def _load_units(session: ProdSession, plan: TablePlan, cutter: UnitCutter, result: LoadResult,
-                rejects: _Rejects) -> None:
-    """Send and commit the file unit by unit; ``result`` holds the figures of the units committed so far."""
+                rejects: _Rejects, watch: LockWatch | None) -> None:
+    """Send and commit the file unit by unit; ``result`` holds the figures of the units committed so far.
+    ``watch`` names what a unit waits for in prod (see engine/lock_wait.py)."""
     while cutter.has_rows():
         unit = cutter.next_unit()
         first = result.commits == 0
-        if not (session.supports_fast_path and _fast_unit(session, plan, unit, result, first)):
-            _staged_unit(session, plan, unit.source, result, rejects, first)
+        waiting = watch.watching(session.application_name, result.inserted) if watch else contextlib.nullcontext()
+        try:
+            with waiting:
+                if not (session.supports_fast_path and _fast_unit(session, plan, unit, result, first)):
+                    _staged_unit(session, plan, unit.source, result, rejects, first)
+        except (TableSyncError, ExportAborted):
+            raise
+        except Exception as exc:
+            raise unit_failure(plan.table, exc, first_row=result.sent + 1, last_row=cutter.last_row(unit, result.sent),
+                               committed_rows=result.inserted) from exc
         result.commits += 1
     if result.commits == 0:
         result.before = result.after = session.query(count_rows(plan.table).query)[0]["n"]
@@ -567,7 +605,8 @@ def _staged_unit(
 ) -> None:
     """The staged path for one unit, adding the server's counts to ``result``."""
     assert plan.prod is not None
-    results = session.run_transaction(_staged_steps(plan, plan.prod, source, count_before=first))
+    results = session.run_transaction(_staged_steps(plan, plan.prod, source, count_before=first,
+                                                    with_content=rejects.content_budget))
     skipped, nulled, refused = results.rows("skipped"), results.rows("nulled"), results.rows("rejects")
     result.mode = "staged"
     if first:
@@ -587,8 +626,11 @@ def _staged_unit(
     rejects.add(refused)
     if rejects.written:
         result.reject_file = str(rejects.path)
+    result.reject_rows_cut = rejects.content_cut
+    staged = results.value("staged", "rows")
     accounted = inserted + len(refused) + sum(r["n"] for r in skipped)
-    result.accounted += min(accounted, results.value("staged", "rows"))
+    result.accounted += min(accounted, staged)
+    result.sent += staged
 
 
 def _fast_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadResult, first: bool) -> bool:
@@ -610,4 +652,5 @@ def _fast_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadRe
     copied = results.value("copied", "rows")  # the server's count: a row a trigger swallowed is not in it
     result.inserted += copied
     result.accounted += copied
+    result.sent += copied
     return True

@@ -26,8 +26,10 @@ from websync_dagster.engine.catalog import read_catalog
 from websync_dagster.engine.diff import TableDiff, diff_table
 from websync_dagster.engine.diff_cache import DiffCache
 from websync_dagster.engine.export import ExportResult, export_path, export_table
+from websync_dagster.engine.failure import internal_error, is_bug
 from websync_dagster.engine.follow import FollowedFile
 from websync_dagster.engine.load import LoadResult, load_export, load_followed
+from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.order import check_declared_order
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.planning import Planning, plan_each_table, prod_keys
@@ -35,7 +37,7 @@ from websync_dagster.engine.progress import Reporter
 from websync_dagster.engine.status import prod_counts, web_sources_detail
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import ProdSession, ProdTransport
-from websync_dagster.transport.direct import PsycopgSession, connect
+from websync_dagster.transport.direct import PsycopgSession, connect, dev_session_params
 
 REJECT_SUBDIR = "rejects"
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -71,6 +73,8 @@ class SyncContext:
         self._prod_stack = contextlib.ExitStack()
         self._dev: psycopg.Connection | None = None
         self._prod: ProdSession | None = None
+        self._side: ProdSession | None = None
+        self._side_lock = threading.Lock()
         self._planning: Planning | None = None
 
     def __enter__(self) -> SyncContext:
@@ -82,7 +86,7 @@ class SyncContext:
     def close(self) -> None:
         self._prod_stack.close()
         self._stack.close()
-        self._dev = self._prod = None
+        self._dev = self._prod = self._side = None
         self._planning = None
 
     @property
@@ -96,7 +100,8 @@ class SyncContext:
     def dev(self) -> psycopg.Connection:
         if self._dev is None or self._dev.closed:
             settings = self.settings
-            self._dev = connect(settings.dev_url, what="dev", redactor=settings.redactor(), autocommit=True)
+            self._dev = connect(settings.dev_url, what="dev", redactor=settings.redactor(), autocommit=True,
+                                **dev_session_params(settings.dev_url, settings.wait_s))
             self._stack.callback(self._dev.close)
         return self._dev
 
@@ -105,6 +110,17 @@ class SyncContext:
         if self._prod is None:
             self._prod = self._prod_stack.enter_context(self.transport.session())
         return self._prod
+
+    def side_session(self) -> ProdSession:
+        """A second prod session, opened on first use and kept for the run: to ask prod who holds a lock the
+        load waits for (engine/lock_wait.py), from another thread while the load's session waits."""
+        with self._side_lock:
+            if self._side is None:
+                self._side = self._prod_stack.enter_context(self.transport.session())
+            return self._side
+
+    def lock_watch(self, table: str, report: Reporter | None) -> LockWatch:
+        return LockWatch(table, self.settings.wait_s, self.side_session, report)
 
     @property
     def prod_open(self) -> bool:
@@ -118,7 +134,7 @@ class SyncContext:
         """Drop the prod session (what it had not committed is rolled back by prod); the next use opens one."""
         with contextlib.suppress(Exception):
             self._prod_stack.close()
-        self._prod = None
+        self._prod = self._side = None
 
     def planning(self) -> Planning:
         """Each synced table's plan or planning error, in FK order, read once per context."""
@@ -169,6 +185,8 @@ def run_export(
         except SyncError:
             raise
         except Exception as exc:  # a connection lost mid-COPY, a full disk...: one line naming the table
+            if is_bug(exc):
+                raise internal_error(table, exc, ctx.settings.redactor()) from exc
             reason = ctx.settings.redactor()(first_line(exc))
             raise TableSyncError(table, f"export failed: {type(exc).__name__}: {reason}") from exc
 
@@ -225,6 +243,7 @@ def run_load(
             already_in_prod=export.already_in_prod,
             commit_every_s=ctx.settings.commit_every_s,
             report=report,
+            watch=ctx.lock_watch(table, report),
         )
         _account(ctx, result, export, sent_before)
         return LoadOutcome(plan, result, export)
@@ -308,9 +327,10 @@ def run_tables(
             run.error = exc
         except GeneratorExit:
             raise
+        except Exception as exc:  # a bug met by this table: said as one, and the other tables still run
+            run.error = internal_error(table, exc, ctx.settings.redactor())
+            run.error.__cause__ = exc
         except BaseException as exc:
-            if isinstance(exc, Exception):
-                raise
             # Ctrl-C (KeyboardInterrupt, or Dagster's interruption): say which table, and stop the run
             raise TableSyncError(table, "interrupted; prod rolls back what this table had not committed, and "
                                         "the next run ships only what prod lacks") from exc
@@ -387,7 +407,8 @@ def _export_and_load(
     try:
         result = load_followed(prod, plan, exporter.followed, exporter.finish,
                                reject_dir=ctx.settings.export_dir / REJECT_SUBDIR, stamp=run_id,
-                               commit_every_s=ctx.settings.commit_every_s, into=loaded, report=report)
+                               commit_every_s=ctx.settings.commit_every_s, into=loaded, report=report,
+                               watch=ctx.lock_watch(run.table, report))
     finally:
         run.export = exporter.result_if_done()
         exporter.followed.close()

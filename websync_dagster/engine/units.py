@@ -135,6 +135,27 @@ class UnitCutter:
             yield self._take(len(self._buffer))
         unit.end = self._offset
 
+    def last_row(self, unit: Unit, rows_before: int) -> int | None:
+        """The unit's last row, numbered from 1 in the file (``rows_before`` rows precede the unit), read
+        from the file; None while the unit's end is not known (it stopped before its end). For messages."""
+        if unit.end is None:
+            return None
+        rows, quoted = rows_before, False
+        for data in self._replay(unit.start, unit.end):
+            if data is self.header:
+                continue
+            newlines = data.count(b"\n")
+            if not quoted and b'"' not in data:
+                rows += newlines
+                continue
+            pos = 0
+            while (newline := data.find(b"\n", pos)) >= 0:
+                quoted ^= data.count(b'"', pos, newline) % 2 == 1
+                rows += not quoted
+                pos = newline + 1
+            quoted ^= data.count(b'"', pos) % 2 == 1
+        return rows
+
     def _replay(self, start: int, end: int) -> Iterator[bytes]:
         yield self.header
         offset = start

@@ -26,4 +26,4 @@ def make_transport(settings: Settings) -> ProdTransport:
 
     if settings.prod_url is None:
         raise ConfigError(NO_PROD)
-    return DirectTransport(settings.prod_url, settings.redactor(), settings.prod_idle_timeout_s)
+    return DirectTransport(settings.prod_url, settings.redactor(), settings.prod_idle_timeout_s, settings.wait_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -99,6 +100,17 @@ def as_json_rows(query: sql.Composable) -> sql.Composed:
 _LOST_STATES = ("57P01", "57P02", "57P03", "25P03")
 
 
+def session_application_name() -> str:
+    """A new session's ``application_name``: ``websync-`` and 8 random hex digits."""
+    return f"websync-{secrets.token_hex(4)}"
+
+
+def lock_timeout_ms(wait_s: float) -> int:
+    """``lock_timeout`` of websync's sessions for WEBSYNC_WAIT_S: 0 there means "do not wait", which Postgres
+    spells 1 ms (its 0 is "wait for ever")."""
+    return max(int(wait_s * 1000), 1)
+
+
 def causes(exc: BaseException) -> Iterator[BaseException]:
     """``exc``, then what caused it, and so on (each once)."""
     seen: set[int] = set()
@@ -125,6 +137,9 @@ class ProdSession(ABC):
     supports_fast_path: bool = True
     #: COPY formats the session can feed from a Postgres CSV file
     name: str = "abstract"
+    #: prod's ``application_name`` of this session's backends (unique per session): how a second session
+    #: finds which backends block this one (engine/lock_wait.py)
+    application_name: str = "websync"
 
     @abstractmethod
     def query(self, query: sql.Composable) -> list[dict[str, Any]]:

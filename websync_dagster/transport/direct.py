@@ -22,6 +22,8 @@ from websync_dagster.transport.base import (
     Step,
     as_json_rows,
     check_step_names,
+    lock_timeout_ms,
+    session_application_name,
 )
 
 CONNECT_TIMEOUT_S = 15
@@ -30,14 +32,23 @@ CONNECT_TIMEOUT_S = 15
 KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 30, 10, 3
 
 
-def prod_session_params(url: str, idle_timeout_s: int) -> dict[str, Any]:
-    """Connection parameters of a prod session: keepalives, and ``idle_in_transaction_session_timeout``
-    (prod ends a session whose transaction stays idle that long, its client paused or gone: the
-    transaction rolls back and the table's lock is released; not a statement timeout, so a long load is
-    never cut). Server options already in ``url`` come last, so that they win."""
-    ours = (f"-c idle_in_transaction_session_timeout={idle_timeout_s * 1000} "
-            f"-c tcp_keepalives_idle={KEEPALIVE_IDLE_S} -c tcp_keepalives_interval={KEEPALIVE_INTERVAL_S} "
-            f"-c tcp_keepalives_count={KEEPALIVE_COUNT}")
+def session_timeouts(*, idle_timeout_s: int, wait_s: float) -> dict[str, int]:
+    """The timeouts websync sets on each of its sessions, whatever the server's role or database sets
+    (the options of the startup packet win over ``ALTER ROLE/DATABASE ... SET``): no statement timeout
+    (a load is long by design, bounded by websync's own rules), lock waits bounded by WEBSYNC_WAIT_S
+    (engine/lock_wait.py names the holder), and ``idle_in_transaction_session_timeout`` (the server ends a
+    session whose transaction stays idle that long, its client paused or gone: the transaction rolls back
+    and the table's lock is released; 0: never, for dev)."""
+    return {"statement_timeout": 0, "lock_timeout": lock_timeout_ms(wait_s),
+            "idle_in_transaction_session_timeout": idle_timeout_s * 1000}
+
+
+def session_params(url: str, timeouts: dict[str, int]) -> dict[str, Any]:
+    """Connection parameters of a websync session: keepalives and ``timeouts``. Server options already in
+    ``url`` come last, so that the user's own win."""
+    ours = " ".join(f"-c {name}={value}" for name, value in timeouts.items())
+    ours += (f" -c tcp_keepalives_idle={KEEPALIVE_IDLE_S} -c tcp_keepalives_interval={KEEPALIVE_INTERVAL_S} "
+             f"-c tcp_keepalives_count={KEEPALIVE_COUNT}")
     try:
         theirs = conninfo_to_dict(url).get("options") or ""
     except psycopg.ProgrammingError:
@@ -48,14 +59,26 @@ def prod_session_params(url: str, idle_timeout_s: int) -> dict[str, Any]:
     }
 
 
+def prod_session_params(url: str, idle_timeout_s: int, wait_s: float = 600) -> dict[str, Any]:
+    """Connection parameters of a prod session (see ``session_timeouts``), with its own application_name."""
+    return {**session_params(url, session_timeouts(idle_timeout_s=idle_timeout_s, wait_s=wait_s)),
+            "application_name": session_application_name()}
+
+
+def dev_session_params(url: str, wait_s: float = 600) -> dict[str, Any]:
+    """Connection parameters of a dev session: dev's COPY of a large table is never cut by dev's settings."""
+    return session_params(url, session_timeouts(idle_timeout_s=0, wait_s=wait_s))
+
+
 def connect(
     url: str, *, what: str, shown: str | None = None, redactor: Redactor | None = None, **kwargs: Any
 ) -> psycopg.Connection:
     """Open a psycopg connection; a failure is one line naming ``what`` and where (``shown``), never a password."""
     redactor = redactor or Redactor()
     where = shown or safe_url(url)
+    kwargs.setdefault("application_name", "websync")
     try:
-        return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, application_name="websync", **kwargs)
+        return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, **kwargs)
     except psycopg.Error as exc:
         reason = redactor(first_line(exc))
         raise SyncError(f"cannot connect to {what} database at {where}: {reason}") from None
@@ -71,6 +94,7 @@ class PsycopgSession(ProdSession):
     def __init__(self, conn: psycopg.Connection, name: str = "direct") -> None:
         self.conn = conn
         self.name = name
+        self.application_name = conn.info.parameter_status("application_name") or "websync"
 
     def _one_read(self) -> contextlib.AbstractContextManager[Any]:
         """A single read needs no transaction block on an autocommit connection: BEGIN and COMMIT would
@@ -128,10 +152,12 @@ class DirectTransport(ProdTransport):
 
     name = "direct"
 
-    def __init__(self, url: str, redactor: Redactor | None = None, idle_timeout_s: int = 60) -> None:
+    def __init__(self, url: str, redactor: Redactor | None = None, idle_timeout_s: int = 60,
+                 wait_s: float = 600) -> None:
         self.url = url
         self.redactor = redactor or Redactor()
         self.idle_timeout_s = idle_timeout_s
+        self.wait_s = wait_s
 
     def describe(self) -> str:
         return f"direct {safe_url(self.url)}"
@@ -139,7 +165,7 @@ class DirectTransport(ProdTransport):
     @contextlib.contextmanager
     def session(self) -> Iterator[PsycopgSession]:
         conn = connect(self.url, what="prod", redactor=self.redactor, autocommit=True,
-                       **prod_session_params(self.url, self.idle_timeout_s))
+                       **prod_session_params(self.url, self.idle_timeout_s, self.wait_s))
         try:
             yield PsycopgSession(conn, self.name)
         finally:

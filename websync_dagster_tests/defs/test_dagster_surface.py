@@ -113,7 +113,9 @@ def test_cli_fails_naming_the_table_when_a_table_fails(sync_env, capsys):
         prod.execute("ALTER EVENT TRIGGER websync_ddl_guard ENABLE")
     assert websync_main(["sync", "--env-file", "/dev/null", "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "websync: error: web_files: load into prod failed and was rolled back: quota exceeded" in err
+    assert "websync: error: web_files: load into prod failed: quota exceeded for web_files (SQLSTATE 53100); " \
+           "the unit in flight (rows 1-" in err
+    assert "of the delta) was rolled back (0 rows committed before stay)" in err
     with sync_env.prod() as prod:
         assert count(prod, "web_files") == sync_env.facts.prod_counts["web_files"]
         assert count(prod, "web_pages") > sync_env.facts.prod_counts["web_pages"]  # the other tables landed
@@ -228,7 +230,7 @@ def test_a_failed_table_stops_only_the_tables_that_depend_on_it(sync_env, capsys
         prod.execute("ALTER EVENT TRIGGER websync_ddl_guard ENABLE")
     assert websync_main(["sync", "--env-file", "/dev/null", "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "websync: error: web_sources: load into prod failed and was rolled back: sources are frozen" in err
+    assert "websync: error: web_sources: load into prod failed: sources are frozen" in err
     assert "websync: error: web_pages: not loaded: web_sources did not land in prod" in err
     assert "websync: error: web_files: not loaded: web_sources, web_pages did not land in prod" in err
     facts = sync_env.facts

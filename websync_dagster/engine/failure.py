@@ -1,0 +1,45 @@
+"""What a table's failure is, told as what it is: prod's error (its message and SQLSTATE), the
+environment's (a full disk, a lost link), or a bug in websync. Each is one line naming the table; the
+original exception stays the cause (``raise ... from exc``), so that ``--debug`` and Dagster's step
+failure show the whole chain.
+"""
+
+from __future__ import annotations
+
+from websync_dagster.core.errors import TableSyncError, first_line
+from websync_dagster.core.redact import Redactor
+
+#: exceptions that only a mistake in websync's own code raises (a missing key, a broken invariant, a wrong
+#: type); errors from prod, dev, the disk or the link are psycopg.Error, OSError, EOFError, SyncError
+BUG_TYPES = (LookupError, AssertionError, TypeError, AttributeError, NameError, ArithmeticError, ValueError)
+
+
+def is_bug(exc: BaseException) -> bool:
+    """Whether ``exc`` is a bug in websync rather than something prod, dev or the machine did."""
+    return isinstance(exc, BUG_TYPES) and getattr(exc, "sqlstate", None) is None and not isinstance(exc, OSError)
+
+
+def internal_error(table: str, exc: BaseException, redact: Redactor | None = None) -> TableSyncError:
+    """``<table>: internal error: KeyError: 'x' (a bug in websync; --debug shows the traceback)``."""
+    text = (redact or Redactor())(first_line(exc)) if str(exc).strip() else ""
+    shown = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return TableSyncError(table, f"internal error: {shown} (a bug in websync; --debug shows the traceback)")
+
+
+def reason(exc: BaseException) -> str:
+    """The error's first line, with prod's SQLSTATE when it has one (``... (SQLSTATE XX000)``)."""
+    state = getattr(exc, "sqlstate", None)
+    text = first_line(exc)
+    return f"{text} (SQLSTATE {state})" if state else text
+
+
+def unit_failure(table: str, exc: BaseException, *, first_row: int, last_row: int | None,
+                 committed_rows: int, redact: Redactor | None = None) -> TableSyncError:
+    """A commit unit prod did not take: its rows, prod's reason, and what the units before it kept."""
+    if is_bug(exc):
+        return internal_error(table, exc, redact)
+    rows = f"rows {first_row}-{last_row}" if last_row is not None and last_row >= first_row else \
+        f"rows from {first_row}"
+    return TableSyncError(
+        table, f"load into prod failed: {(redact or Redactor())(reason(exc))}; the unit in flight ({rows} of the "
+               f"delta) was rolled back ({committed_rows} rows committed before stay)")
