@@ -1,5 +1,6 @@
 """Ops of the read-only modes: prod status and the dev-vs-prod diff, recorded as asset observations."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from dagster import AssetObservation, DagsterInstance, MetadataValue, OpExecutionContext, Out, Output, op
@@ -45,9 +46,11 @@ def diff_cache_dir(instance: DagsterInstance) -> Path:
     return Path(instance.root_directory) / "websync" / "diff-cache"
 
 
-@op(out=Out(dict, description="prod row counts per table"))
-def prod_status(context: OpExecutionContext, websync: WebsyncResource) -> Output[dict]:
-    """Row counts of every synced table in prod, and prod's crawl sources."""
+@op(out={"result": Out(dict, description="prod row counts per table"),
+         "web_sources": Out(list, description="prod's crawl sources, with the columns its web_sources has")})
+def prod_status(context: OpExecutionContext, websync: WebsyncResource) -> Iterator[Output]:
+    """Row counts of every synced table in prod, and prod's crawl sources (each column under its own name:
+    the runbook's url, status, last_crawled_at or the reference schema's base_url, health_status, last_crawl_at)."""
     with as_failure(websync):
         counts, sources = run_status(websync.sync_context())
     for table, n in counts.items():
@@ -56,14 +59,16 @@ def prod_status(context: OpExecutionContext, websync: WebsyncResource) -> Output
     sources_md = markdown_table(sources)
     context.log.info("prod status: " + ", ".join(f"{t} {n} rows" for t, n in counts.items())
                      + f"; {len(sources)} web sources (listed in this step's metadata)")
-    return Output(
+    yield Output(
         counts,
+        output_name="result",
         metadata={
             "counts": MetadataValue.md(counts_md),
             "web_sources": MetadataValue.md(sources_md),
             **{f"{t}_rows": n for t, n in counts.items()},
         },
     )
+    yield Output(sources, output_name="web_sources")
 
 
 @op(out=Out(list, description="dev vs prod per table"))
