@@ -85,12 +85,12 @@ class LockWatch:
     """
 
     def __init__(self, table: str, wait_s: float, side_session: Callable[[], QuerySession],
-                 report: Reporter | None, *, first_look_s: float = FIRST_LOOK_S) -> None:
+                 report: Reporter | None, *, first_look_s: float | None = None) -> None:
         self.table = table
         self.wait_s = wait_s
         self._side_session = side_session
         self._report = report
-        self._first_look_s = min(first_look_s, wait_s / 2)
+        self._first_look_s = min(FIRST_LOOK_S if first_look_s is None else first_look_s, wait_s / 2)
         self.holders: list[LockHolder] = []
         self._said: set[int] = set()
 
