@@ -8,7 +8,10 @@ steps of one Dagster run share one SSH connection instead of shaking hands nine 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import socket
+import sys
 import threading
 import time
 import uuid
@@ -26,7 +29,7 @@ from websync_dagster.engine.catalog import read_catalog
 from websync_dagster.engine.diff import TableDiff, diff_table
 from websync_dagster.engine.diff_cache import DiffCache
 from websync_dagster.engine.export import ExportResult, export_path, export_table
-from websync_dagster.engine.failure import internal_error, is_bug
+from websync_dagster.engine.failure import ExportFailed, internal_error, is_bug
 from websync_dagster.engine.follow import FollowedFile
 from websync_dagster.engine.load import LoadResult, load_export, load_followed
 from websync_dagster.engine.lock_wait import LockWatch
@@ -188,7 +191,7 @@ def run_export(
             if is_bug(exc):
                 raise internal_error(table, exc, ctx.settings.redactor()) from exc
             reason = ctx.settings.redactor()(first_line(exc))
-            raise TableSyncError(table, f"export failed: {type(exc).__name__}: {reason}") from exc
+            raise ExportFailed(table, f"export failed: {type(exc).__name__}: {reason}") from exc
 
 
 @dataclass(frozen=True)
@@ -249,11 +252,18 @@ def run_load(
         return LoadOutcome(plan, result, export)
 
 
+#: how long a load that stopped waits for its export to end (dev's statement cancelled again every
+#: EXPORT_CANCEL_EVERY_S: a cancel that lands between two statements is lost), before dev's socket is shut down
+EXPORT_STOP_S, EXPORT_CANCEL_EVERY_S = 2.0, 0.5
+
+
 class _ExportThread:
-    """The delta export of one table in a thread, writing a file that the load follows."""
+    """The delta export of one table in a thread, writing a file that the load follows. A load that stops
+    before the end of the file (interrupted, its link lost, a failure) ends the export with it (``stop``)."""
 
     def __init__(self, ctx: SyncContext, table: str, run_id: str, report: Reporter | None) -> None:
         self.followed = FollowedFile()
+        self._dev = ctx.dev  # the export's connection (reopened here if broken), cancelled from the load's thread
         self._result: ExportResult | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(ctx, table, run_id, report),
@@ -268,16 +278,48 @@ class _ExportThread:
             self.followed.finished(exc)
 
     def finish(self) -> ExportResult:
-        """Wait for the export; its result, or its error raised here."""
+        """Wait for the export; its result, or its error raised here. Called by the load's error path
+        before the end of the file (the load failed, its link broke): the export is stopped, and the load's
+        own error, being handled, is raised again (the one to report, and to reconnect after)."""
+        if not self.followed.done:
+            self.stop()
+            if (load_error := sys.exception()) is not None:
+                raise load_error
         self._thread.join()
         if self._error is not None:
             raise self._error
         assert self._result is not None
         return self._result
 
-    def result_if_done(self) -> ExportResult | None:
-        self._thread.join()
+    @property
+    def result(self) -> ExportResult | None:
+        """The export's result; None if it failed or was stopped."""
         return self._result
+
+    def stop(self) -> None:
+        """End the export now if the load stopped before the end of the file, rather than let dev send the
+        rest of the table; within about EXPORT_STOP_S. The export is told to stop at its next chunk and
+        dev's statement is cancelled, again until the export ends; then dev's socket is shut down (the
+        export's call fails, and the next use of ``SyncContext.dev`` opens another connection)."""
+        if self.followed.done:  # written to the end (or failed): the thread is only returning
+            self._thread.join(EXPORT_STOP_S)
+            return
+        self.followed.cancel()
+        deadline = time.monotonic() + EXPORT_STOP_S
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                self._dev.cancel_safe(timeout=EXPORT_STOP_S)
+            self._thread.join(EXPORT_CANCEL_EVERY_S)
+        if self._thread.is_alive():
+            self._shut_down(self._dev)
+            self._thread.join(EXPORT_CANCEL_EVERY_S)
+
+    @staticmethod
+    def _shut_down(conn: psycopg.Connection) -> None:
+        """Break ``conn``'s socket under the thread blocked on it (closing the connection from here would
+        free what that thread is using)."""
+        with contextlib.suppress(Exception), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass
@@ -290,6 +332,8 @@ class TableRun:
     error: SyncError | None = None
     #: loaded without its export selected: the delta was exported again, so that the counts are prod's now
     reexported: bool = False
+    #: rows the table's committed units inserted (if it stopped midway: what stays in prod)
+    committed: int = 0
 
     @property
     def landed(self) -> bool:
@@ -331,9 +375,11 @@ def run_tables(
             run.error = internal_error(table, exc, ctx.settings.redactor())
             run.error.__cause__ = exc
         except BaseException as exc:
-            # Ctrl-C (KeyboardInterrupt, or Dagster's interruption): say which table, and stop the run
-            raise TableSyncError(table, "interrupted; prod rolls back what this table had not committed, and "
-                                        "the next run ships only what prod lacks") from exc
+            # Ctrl-C or SIGTERM (KeyboardInterrupt, or Dagster's interruption): say which table and what prod
+            # kept of it, and stop the run
+            said = (f"interrupted; the unit in flight was rolled back, {run.committed} rows committed before stay; "
+                    "the next run ships only what prod lacks") if table in load else "interrupted during its export"
+            raise TableSyncError(table, said) from exc
         if table in load and not run.landed:
             not_landed.append(table)
         yield run
@@ -385,7 +431,8 @@ def _export_and_load_reconnecting(
             pause = RECONNECT_PAUSE_S * 2 ** attempt
             if report is not None:
                 reason = exc.cause if isinstance(exc, TableSyncError) else str(exc)
-                report(f"{run.table}: the link to prod broke ({reason}); prod rolled back the unit in flight "
+                side = "dev" if isinstance(exc, ExportFailed) else "prod"  # dev's backend ended, dev restarted
+                report(f"{run.table}: the link to {side} broke ({reason}); prod rolled back the unit in flight "
                        f"({loaded.inserted} rows committed before stay); reconnecting in {pause:g} s "
                        f"(retry {attempt + 1} of {RECONNECT_ATTEMPTS})")
             ctx.reconnect()
@@ -410,7 +457,9 @@ def _export_and_load(
                                commit_every_s=ctx.settings.commit_every_s, into=loaded, report=report,
                                watch=ctx.lock_watch(run.table, report))
     finally:
-        run.export = exporter.result_if_done()
+        run.committed = loaded.inserted
+        exporter.stop()  # the load stopped before the end of the file: the export ends with it
+        run.export = exporter.result
         exporter.followed.close()
     assert run.export is not None
     _account(ctx, result, run.export, sent_before)
