@@ -14,6 +14,10 @@ from websync_dagster.core.redact import Redactor
 BUG_TYPES = (LookupError, AssertionError, TypeError, AttributeError, NameError, ArithmeticError, ValueError)
 
 
+class ExportFailed(TableSyncError):
+    """Dev's side of a table failed (its COPY, the export file): prod was not the cause."""
+
+
 def is_bug(exc: BaseException) -> bool:
     """Whether ``exc`` is a bug in websync rather than something prod, dev or the machine did."""
     return isinstance(exc, BUG_TYPES) and getattr(exc, "sqlstate", None) is None and not isinstance(exc, OSError)
