@@ -18,7 +18,8 @@ class ConfigError(SyncError):
 
 
 class TableSyncError(SyncError):
-    """A table could not be synced; prod's copy of that table is as it was before."""
+    """A table could not be synced: the unit in flight was rolled back, the units committed before stay
+    (the message says what prod kept)."""
 
     def __init__(self, table: str, cause: str) -> None:
         self.table = table

@@ -49,7 +49,8 @@ SKIPPED = sql.Identifier("pg_temp", "_ws_skipped")
 NULLED = sql.Identifier("pg_temp", "_ws_nulled")
 INSERTED = sql.Identifier("pg_temp", "_ws_inserted")
 #: SQLSTATE classes of the errors a row can cause (its values, prod's constraints, indexes, triggers) and
-#: their PL/pgSQL condition names; any other error (connection, resources, schema) rolls the table back
+#: their PL/pgSQL condition names; any other error (connection, resources, schema) rolls the unit in flight back
+#: and fails the table (the units committed before stay)
 ROW_REFUSALS = {
     "22": "data_exception",
     "23": "integrity_constraint_violation",
