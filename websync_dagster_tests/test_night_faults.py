@@ -121,7 +121,7 @@ def test_devs_backend_killed_mid_export_is_said_and_the_same_run_completes(sync_
     err = capsys.readouterr().err
     assert killed, "dev's backend exporting web_pages was seen and ended"
     assert code == 0, err
-    retry = [line for line in err.splitlines() if "web_pages: the link to dev broke (export failed: " in line]
+    retry = [line for line in err.splitlines() if "web_pages: the link to dev broke (terminating connection" in line]
     assert len(retry) == 1 and "terminating connection due to administrator command" in retry[0], err
     assert "(0 rows committed before stay); reconnecting in 1 s (retry 1 of 3)" in retry[0]
     assert websync_main(["sync", "--env-file", "/dev/null", "--quiet", "--json"]) == 0  # nothing left to send

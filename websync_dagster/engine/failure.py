@@ -6,7 +6,7 @@ failure show the whole chain.
 
 from __future__ import annotations
 
-from websync_dagster.core.errors import TableSyncError, first_line
+from websync_dagster.core.errors import SyncError, TableSyncError, first_line
 from websync_dagster.core.redact import Redactor
 
 #: exceptions that only a mistake in websync's own code raises (a missing key, a broken invariant, a wrong
@@ -35,6 +35,17 @@ def reason(exc: BaseException) -> str:
     state = getattr(exc, "sqlstate", None)
     text = first_line(exc)
     return f"{text} (SQLSTATE {state})" if state else text
+
+
+def link_reason(exc: BaseException, redact: Redactor | None = None) -> str:
+    """What broke the link, for a retry's line: the first error in ``exc``'s chain that is not websync's own
+    line (prod's or dev's message and SQLSTATE), else ``exc``'s own."""
+    current: BaseException | None = exc
+    while current is not None and isinstance(current, SyncError) and current.__cause__ is not None:
+        current = current.__cause__
+    if current is None or isinstance(current, SyncError):
+        return (redact or Redactor())(exc.cause if isinstance(exc, TableSyncError) else str(exc))
+    return (redact or Redactor())(reason(current))
 
 
 def unit_failure(table: str, exc: BaseException, *, first_row: int, last_row: int | None,
