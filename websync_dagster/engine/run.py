@@ -29,7 +29,7 @@ from websync_dagster.engine.catalog import read_catalog
 from websync_dagster.engine.diff import TableDiff, diff_table
 from websync_dagster.engine.diff_cache import DiffCache
 from websync_dagster.engine.export import ExportResult, export_path, export_table
-from websync_dagster.engine.failure import ExportFailed, internal_error, is_bug
+from websync_dagster.engine.failure import ExportFailed, internal_error, is_bug, link_reason
 from websync_dagster.engine.follow import FollowedFile
 from websync_dagster.engine.load import LoadResult, load_export, load_followed
 from websync_dagster.engine.lock_wait import LockWatch
@@ -430,7 +430,7 @@ def _export_and_load_reconnecting(
             reconnecting = True
             pause = RECONNECT_PAUSE_S * 2 ** attempt
             if report is not None:
-                reason = exc.cause if isinstance(exc, TableSyncError) else str(exc)
+                reason = link_reason(exc, ctx.settings.redactor())
                 side = "dev" if isinstance(exc, ExportFailed) else "prod"  # dev's backend ended, dev restarted
                 report(f"{run.table}: the link to {side} broke ({reason}); prod rolled back the unit in flight "
                        f"({loaded.inserted} rows committed before stay); reconnecting in {pause:g} s "
