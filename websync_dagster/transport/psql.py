@@ -9,6 +9,11 @@ psql ends inline COPY data at any line that is exactly ``\\.``, even inside a qu
 lines are replaced by a random token on the way out and restored inside the staging table before the
 rows are cast, so text survives exactly. Because of that restore step, this transport always loads
 through the staging table (no direct COPY into the prod table).
+
+psql's output is read by its structure, never by its words (prod's ``lc_messages`` translates them): an
+error by the SQLSTATE that ``VERBOSITY=verbose`` prints (``PsqlError.sqlstate``, classified as a psycopg
+error's is), a lost connection without one by psql's exit status 2, and results and the commit by marker
+lines that count only as whole lines of their own.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import psycopg
 import zstandard
 from psycopg import sql
 
@@ -35,33 +41,62 @@ from websync_dagster.transport.base import (
     Statement,
     Step,
     as_json_rows,
-    causes,
     check_step_names,
+    session_application_name,
 )
+from websync_dagster.transport.direct import session_timeouts
 from websync_dagster.transport.ssh import RemoteResult, SshConnection, SshError, SshTransport, remote_failure
 
-PSQL_OPTIONS = "-X -q -A -t -v ON_ERROR_STOP=1"
+#: ``VERBOSITY=verbose``: libpq prints each server error as ``<severity>:  <SQLSTATE>: <message>``
+PSQL_OPTIONS = "-X -q -A -t -v ON_ERROR_STOP=1 -v VERBOSITY=verbose"
 _MARK = "__websync_result_{}__"
-_MARK_LINE = re.compile(r"^__websync_result_(\w+)__$", re.MULTILINE)
+_MARK_LINE = re.compile(r"__websync_result_(\w+)__")
 _DONE = "__websync_committed__"
 _TERMINATOR_LINE = re.compile(rb"^\\\.(?=\r?$)", re.MULTILINE)
-_ERROR = re.compile(r"(?:ERROR|FATAL):\s+(.*)")
+#: a server error as libpq prints it (after psql's ``psql:<file>:<line>: `` when reading a file): the severity
+#: word is translated with prod's lc_messages (``ERREUR``, ``FEHLER``; one word in every language PostgreSQL
+#: ships), the SQLSTATE never is
+_STATE_LINE = re.compile(r"^(?:psql:.*?:\d+: )?[^\s:]+:  (?P<state>[0-9A-Z]{5}): (?P<message>.*)$")
+#: a server error without its SQLSTATE: one sent while psql connects, before the verbosity applies
+_SEVERITY_LINE = re.compile(r"(?:^|: )[^\s:]+:  (?P<message>\S.*)$")
+#: SQLSTATE classes that are not errors: success, warning, no data (a NOTICE or WARNING printed before the error)
+_NOT_ERRORS = ("00", "01", "02")
+#: psql's exit status when its connection to the server went bad (EXIT_BADCONN; 3: an error in the script
+#: under ON_ERROR_STOP, 1: psql's own fatal error such as a missing file)
+EXIT_BADCONN = 2
 
 
-class PsqlError(SyncError):
-    """psql on the VPS reported an error; ``lost``: it lost its connection to the database (prod restarted,
-    the backend terminated), so what the script had not committed was rolled back."""
+class PsqlError(SyncError, psycopg.Error):
+    """psql on the VPS reported an error. ``sqlstate`` is prod's code for it (None when psql printed none), so
+    the engine's classifiers read it as they read a psycopg error's: a row's refusal by its class, a lost
+    link by 08xxx, 57P01... (``ProdSession.connection_lost``)."""
 
-    def __init__(self, message: str, *, lost: bool = False) -> None:
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
         super().__init__(message)
-        self.lost = lost
+        self.sqlstate = sqlstate
 
 
-#: what psql prints when its server went away (libpq's and the server's own words)
-_LOST_LINK = ("terminating connection due to administrator command", "server closed the connection unexpectedly",
-              "terminating connection due to idle-in-transaction timeout",
-              "the database system is shutting down", "the database system is starting up",
-              "connection to server", "could not connect to server", "no connection to the server")
+class PsqlConnectionLost(PsqlError, psycopg.OperationalError):
+    """psql's connection went bad (exit status 2) and the server said nothing: libpq's own message (the
+    server closed the connection, could not connect). Like psycopg's OperationalError without a sqlstate, it
+    is a lost link; what the script had not committed was rolled back."""
+
+
+def psql_error(status: int, stderr: str, *, where: str, otherwise: str) -> PsqlError:
+    """The error that psql's exit ``status`` and ``stderr`` report, read by their structure, not by words
+    (which are translated): the first line with an error's SQLSTATE gives its code and message; without one,
+    exit status 2 says that the connection went bad. ``where`` prefixes the message; ``otherwise`` is the
+    message when psql printed no server message at all (the remote command itself failed)."""
+    lines = stderr.split("\n")
+    for line in lines:
+        match = _STATE_LINE.match(line)
+        if match and match["state"][:2] not in _NOT_ERRORS:
+            return PsqlError(f"{where}: {match['message'].strip()}", sqlstate=match["state"])
+    said = next((m["message"].strip() for m in map(_SEVERITY_LINE.search, lines) if m), None)
+    if status == EXIT_BADCONN:
+        said = said or next((line.strip() for line in lines if line.strip()), f"psql exit status {status}")
+        return PsqlConnectionLost(f"{where}: {said}")
+    return PsqlError(f"{where}: {said}" if said else otherwise)
 
 
 def _sql_text(query: sql.Composable) -> str:
@@ -134,45 +169,76 @@ def _marked_query(mark: str, query: sql.Composable) -> bytes:
     return f"\\o\n\\echo {_MARK.format(mark)}\n{text};\n\\o /dev/null\n".encode()
 
 
+def _committed(lines: list[str]) -> bool:
+    """Whether psql's last line of output is the end marker, which it echoes only after ``COMMIT`` succeeded."""
+    return bool(lines) and lines[-1] == _DONE
+
+
+def _output_lines(out: str) -> list[str]:
+    """psql's output, line by line. Only ``\\n`` ends a line: a value may hold U+2028 and the like, which
+    ``splitlines`` would also split on."""
+    lines = out.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 class PsqlSession(ProdSession):
     supports_fast_path = False
     name = "ssh_psql"
 
-    def __init__(self, ssh: SshConnection, command: str, compression: str, idle_timeout_s: int = 60) -> None:
+    def __init__(self, ssh: SshConnection, command: str, compression: str, idle_timeout_s: int = 60,
+                 lock_timeout_s: float = 600, application_name: str = "websync") -> None:
+        """Every psql this session starts first sets websync's own timeouts (``session_timeouts``, as the
+        psycopg sessions do), whatever prod's database or role sets: no ``statement_timeout`` (a load takes as
+        long as its data), ``lock_timeout`` of ``lock_timeout_s`` (WEBSYNC_WAIT_S: a lock prod holds elsewhere
+        is waited for that long, then the unit fails saying so; 0 means do not wait, and since Postgres reads
+        a lock_timeout of 0 as no limit, it becomes 1 ms, the shortest wait it can be told),
+        ``idle_in_transaction_session_timeout`` of ``idle_timeout_s`` (prod ends the transaction if psql
+        waits that long for the rest of a script: the client paused or gone), and ``application_name``, by
+        which another session finds this one's backends (``SET`` in the script: the remote command is the
+        user's, and ``docker exec`` passes no PGOPTIONS)."""
         self.ssh = ssh
         self.command = command
         self.compression = compression
         self.raw_bytes = 0
         self.sent_bytes = 0
-        #: prod ends the transaction if psql waits this long for the rest of a script (client paused or gone)
-        self.idle_timeout_ms = idle_timeout_s * 1000
+        self.timeouts = session_timeouts(idle_timeout_s=idle_timeout_s, wait_s=lock_timeout_s)
+        self.application_name = application_name
 
     def connection_lost(self, exc: BaseException) -> bool:
         """Also: the SSH connection that carries psql is gone (its scripts cannot have committed)."""
         transport = self.ssh.client.get_transport()
         if transport is None or not transport.is_active():
             return True
-        return super().connection_lost(exc) or any(isinstance(e, PsqlError) and e.lost for e in causes(exc))
+        return super().connection_lost(exc)
 
     def _psql(self) -> str:
         return f"{self.command} {PSQL_OPTIONS}"
 
+    def _prelude(self) -> bytes:
+        """The settings every psql of this session starts with, their output silenced."""
+        settings: dict[str, int | str] = {
+            **self.timeouts, "application_name": self.application_name,
+            "client_encoding": "UTF8",  # what websync sends and parses, whatever the VPS's locale says
+        }
+        statements = (sql.SQL("SET {} = {};\n").format(sql.SQL(name), sql.Literal(value))
+                      for name, value in settings.items())
+        return ("\\o /dev/null\n" + "".join(map(_sql_text, statements)) + "\\o\n").encode()
+
     def _fail(self, status: int, stderr: bytes) -> PsqlError:
         text = self.ssh.redactor(stderr.decode("utf-8", "replace"))
-        errors = [m.group(1).strip() for m in map(_ERROR.search, text.splitlines()) if m]
-        lost = any(marker in text for marker in _LOST_LINK)
-        if errors:
-            return PsqlError(f"prod (psql on {self.ssh.settings.host}): {errors[0]}", lost=lost)
-        return PsqlError(remote_failure(self.command, RemoteResult(status, b"", stderr), self.ssh.redactor), lost=lost)
+        otherwise = remote_failure(self.command, RemoteResult(status, b"", stderr), self.ssh.redactor)
+        return psql_error(status, text, where=f"prod (psql on {self.ssh.settings.host})", otherwise=otherwise)
 
     def check_reachable(self) -> None:
         """Fail now, with psql's own words, if the remote command cannot reach the database."""
-        probe = self.ssh.run(self._psql(), b"SELECT 1;\n")
+        probe = self.ssh.run(self._psql(), self._prelude() + b"SELECT 1;\n")
         if probe.status != 0:
             raise self._fail(probe.status, probe.stderr)
 
     def _run_script(self, script: bytes) -> bytes:
-        result = self.ssh.run(self._psql(), script)
+        result = self.ssh.run(self._psql(), self._prelude() + script)
         if result.status != 0:
             raise self._fail(result.status, result.stderr)
         return result.stdout
@@ -186,7 +252,7 @@ class PsqlSession(ProdSession):
 
     def copy_out(self, query: sql.Composable) -> Iterator[bytes]:
         channel = self.ssh.open_exec(self._psql())
-        channel.sendall((_sql_text(query) + ";\n").encode())
+        channel.sendall(self._prelude() + (_sql_text(query) + ";\n").encode())
         channel.shutdown_write()
         stderr: list[bytes] = []
         reader = threading.Thread(target=lambda: stderr.append(channel.makefile_stderr("rb").read()), daemon=True)
@@ -202,7 +268,7 @@ class PsqlSession(ProdSession):
             channel.close()
 
     def _script(self, steps: Sequence[Step]) -> Iterator[bytes]:
-        yield f"\\o /dev/null\nSET idle_in_transaction_session_timeout = {self.idle_timeout_ms};\nBEGIN;\n".encode()
+        yield self._prelude() + b"\\o /dev/null\nBEGIN;\n"
         for step in steps:
             if isinstance(step, Statement):
                 yield (_sql_text(step.query) + ";\n").encode()
@@ -254,15 +320,41 @@ class PsqlSession(ProdSession):
             self.raw_bytes += compressor.raw_bytes
             self.sent_bytes += compressor.sent_bytes
         out = outputs.get("out", b"").decode("utf-8")
-        if status != 0 or _DONE not in out:
-            raise self._fail(status, outputs.get("err", b""))
+        stderr = outputs.get("err", b"")
+        if status != 0:
+            raise self._fail(status, stderr)
+        if not _committed(_output_lines(out)):  # psql read the end of its input before COMMIT: rolled back
+            said = self.ssh.redactor(stderr.decode("utf-8", "replace")).strip().splitlines()
+            raise PsqlError(f"prod (psql on {self.ssh.settings.host}) ended before the transaction committed, "
+                            f"so it was rolled back ({said[-1].strip() if said else 'nothing on stderr'})")
         return self._results(out)
 
     @staticmethod
     def _results(out: str) -> Results:
-        """Each marked step's JSON, by the name its marker line carries."""
-        parts = _MARK_LINE.split(out.split(_DONE)[0])
-        return Results((name, json.loads(text.strip())) for name, text in zip(parts[1::2], parts[2::2], strict=True))
+        """Each marked step's JSON, by the name its marker line carries, up to the end marker.
+
+        Markers count only as whole lines. A result is ``json_agg``'s JSON, which never holds a raw newline
+        (JSON escapes it inside a string; json_agg breaks lines only between elements, each line then starting
+        with ``{``, ``[`` or a space), so no line of a result is a marker, whatever text the rows hold."""
+        lines = _output_lines(out)
+        if not _committed(lines):
+            raise PsqlError("psql's output did not report that the transaction committed (no end marker line)")
+        results = Results()
+        name: str | None = None
+        body: list[str] = []
+        for line in lines[:-1]:
+            marker = _MARK_LINE.fullmatch(line)
+            if marker:
+                if name is not None:
+                    results[name] = json.loads("\n".join(body))
+                name, body = marker[1], []
+            elif name is not None:
+                body.append(line)
+            elif line.strip():
+                raise PsqlError(f"psql printed something before the first result: {line[:80]!r}")
+        if name is not None:
+            results[name] = json.loads("\n".join(body))
+        return results
 
 
 class SshPsqlTransport(SshTransport):
@@ -284,6 +376,8 @@ class SshPsqlTransport(SshTransport):
             compression = "zstd" if ssh.has_command("zstd") else "gzip"
             if compression == "gzip" and not ssh.has_command("gzip"):
                 raise SshError(f"neither zstd nor gzip on the VPS {ssh.settings.host}: ssh_psql sends compressed data")
-            session = PsqlSession(ssh, self.command, compression, self.settings.prod_idle_timeout_s)
+            session = PsqlSession(ssh, self.command, compression, idle_timeout_s=self.settings.prod_idle_timeout_s,
+                                  lock_timeout_s=self.settings.wait_s,
+                                  application_name=session_application_name())
             session.check_reachable()
             yield session

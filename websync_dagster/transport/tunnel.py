@@ -4,6 +4,10 @@ A local listener on 127.0.0.1 forwards each connection over the SSH connection t
 seen from the VPS, so every engine feature works unchanged. ``docker:<container>`` as the host of
 ``WEBSYNC_PROD_URL`` is resolved on the VPS with ``docker inspect`` (nothing changes on the server).
 SSH compression is on: the COPY stream crosses the link compressed.
+
+When the VPS refuses a tunnel's channel (its sshd forbids forwarding, or nothing listens at the target as
+seen from the VPS), psycopg only sees its socket close; the forwarder keeps the refusal, and the session
+says that instead.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 import paramiko
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from websync_dagster.core.errors import ConfigError
+from websync_dagster.core.errors import ConfigError, SyncError
 from websync_dagster.core.redact import safe_url
 from websync_dagster.core.settings import Settings
 from websync_dagster.transport.direct import PsycopgSession, connect, prod_session_params
@@ -44,6 +48,24 @@ class ProdEndpoint:
 
     host: str
     port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+#: why an SSH server refuses to open a channel (RFC 4254 5.1 reason codes), in its user's terms
+_REFUSALS = {
+    paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
+        "administratively prohibited (sshd's AllowTcpForwarding/PermitOpen, or the key's options in authorized_keys)",
+    paramiko.common.OPEN_FAILED_CONNECT_FAILED: "connect failed (nothing listens there, as seen from the VPS)",
+    paramiko.common.OPEN_FAILED_UNKNOWN_CHANNEL_TYPE: "unknown channel type (the SSH server forwards no TCP)",
+    paramiko.common.OPEN_FAILED_RESOURCE_SHORTAGE: "resource shortage (the SSH server has too many channels open)",
+}
+
+
+def refusal_reason(exc: paramiko.ChannelException) -> str:
+    """Why the SSH server refused to open the channel, from the reason code it sent."""
+    return _REFUSALS.get(exc.code, f"refused with code {exc.code} ({exc.text})")
 
 
 def split_docker_url(url: str) -> tuple[str, str | None, int | None]:
@@ -73,11 +95,13 @@ def resolve_container(ssh: SshConnection, container: str) -> str:
 
 
 class _Forwarder:
-    """Accepts local connections and pumps each through its own direct-tcpip channel."""
+    """Accepts local connections and pumps each through its own direct-tcpip channel. ``refusal``: why the
+    VPS last refused to open one (the local connection is then closed: all its client sees)."""
 
     def __init__(self, ssh: SshConnection, target: ProdEndpoint) -> None:
         self.ssh = ssh
         self.target = target
+        self.refusal: str | None = None
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._closing = threading.Event()
@@ -95,10 +119,20 @@ class _Forwarder:
                     "direct-tcpip", (self.target.host, self.target.port), peer, timeout=15,
                     window_size=WINDOW_BYTES, max_packet_size=MAX_PACKET_BYTES,
                 )
-            except (paramiko.SSHException, SshError, OSError):
+            except (paramiko.SSHException, SshError, OSError) as exc:
+                self.refusal = self._refusal(exc)  # before the client sees its connection close
                 client.close()
                 continue
             threading.Thread(target=self._pump, args=(client, channel), daemon=True).start()
+
+    def _refusal(self, exc: Exception) -> str:
+        if isinstance(exc, SshError):  # the SSH connection is gone
+            return str(exc)
+        vps = f"{self.ssh.settings.host}:{self.ssh.settings.port}"
+        if isinstance(exc, paramiko.ChannelException):
+            return f"the VPS {vps} refused to open a tunnel to {self.target}: {refusal_reason(exc)}"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).rstrip(".")
+        return f"could not open a tunnel to {self.target} through the VPS {vps}: {reason or type(exc).__name__}"
 
     def _pump(self, client: socket.socket, channel: paramiko.Channel) -> None:
         try:
@@ -153,8 +187,14 @@ class SshTunnelTransport(SshTransport):
             try:
                 local = make_conninfo(self.url, host="127.0.0.1", port=str(forwarder.port))
                 shown = f"{safe_url(self.prod_url)} via SSH {ssh.where}"
-                conn = connect(local, what="prod", shown=shown, redactor=self.redactor, autocommit=True,
-                               **prod_session_params(local, self.settings.prod_idle_timeout_s))
+                try:
+                    conn = connect(local, what="prod", shown=shown, redactor=self.redactor, autocommit=True,
+                                   **prod_session_params(local, self.settings.prod_idle_timeout_s,
+                                                       self.settings.wait_s))
+                except SyncError:
+                    if forwarder.refusal is None:
+                        raise
+                    raise SshError(forwarder.refusal) from None  # what psycopg only saw as its socket closing
                 try:
                     yield PsycopgSession(conn, self.name)
                 finally:
