@@ -10,7 +10,9 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from importlib import metadata
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="websync", description="Insert-only sync of dev's crawled content into prod, run as Dagster jobs on "
         "the DAGSTER_HOME instance (so the UI shows every run). The runbook's --export, --status and --diff work too.",
         epilog="Exit status: 0 every table completed (rejected rows are reported, not failures); 1 a table failed; "
-        "2 bad configuration; 130 interrupted.")
+        "2 bad configuration; 130 interrupted (Ctrl-C, SIGINT); 143 stopped by SIGTERM (cron, systemd, docker stop).")
     parser.add_argument("--version", action="version", version=f"websync {package_version()}")
     commands = parser.add_subparsers(dest="mode", metavar="{sync,export,status,diff}")
     sync = commands.add_parser("sync", parents=[common, tables], help="export the rows prod lacks and insert them "
@@ -450,12 +452,50 @@ def left_out_dependencies(settings: Settings, home: Path) -> list[str]:
             for d in diffs if d.missing_in_prod]
 
 
+#: the signals that stop a run; a run they stopped exits with 128 + the signal's number, as a shell reports it
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_signals_noted() -> Iterator[list[int]]:
+    """SIGTERM (cron, systemd, docker stop) stops a run as Ctrl-C does: it raises KeyboardInterrupt, and while
+    a job runs Dagster's own SIGINT handler takes both (the step is interrupted). The stop signals that
+    arrived are in the list once the block ends, read from the signal wakeup fd (written whichever Python
+    handler runs). Outside the main thread, nothing is changed or noted."""
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    on_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    wakeup = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    try:
+        yield noted
+    finally:
+        signal.set_wakeup_fd(wakeup)
+        signal.signal(signal.SIGTERM, on_term)
+        with contextlib.suppress(BlockingIOError):
+            noted.extend(n for n in os.read(read_end, 1024) if n in STOP_SIGNALS)
+        os.close(read_end)
+        os.close(write_end)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``argv`` None: the process's own command line (the ``websync`` script, ``python -m websync_dagster.cli``),
-    and the process ends when this returns (see ``keep_heap_from_collector``)."""
+    and the process ends when this returns (see ``keep_heap_from_collector``). A run that Ctrl-C or SIGTERM
+    stopped exits with 130 or 143."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    code = run(args.mode, env_file=args.env_file, quiet=args.quiet, debug=args.debug, as_json=args.json,
-               tables=args.tables, dry_run_only=args.dry_run, own_process=argv is None)
+    with stop_signals_noted() as noted:
+        try:
+            code = run(args.mode, env_file=args.env_file, quiet=args.quiet, debug=args.debug, as_json=args.json,
+                       tables=args.tables, dry_run_only=args.dry_run, own_process=argv is None)
+        except KeyboardInterrupt:  # outside the job (inside, it is the interrupted table's failure)
+            error("interrupted")
+            code = INTERRUPTED
+    if code != 0 and noted:
+        code = 128 + noted[-1]
     if argv is None:
         keep_heap_from_collector()
     return code

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -69,6 +69,39 @@ class KeyReader(Protocol):
     def holding(self, values: Mapping[UniqueKey, Sequence[Sequence[str]]]) -> Iterable[bytes]: ...
 
     def everything(self) -> Iterable[bytes]: ...
+
+
+class _CancellableReader:
+    """A KeyReader whose streams end (ExportCancelled) once the load following the export stopped. The keys
+    prod sends go on into dev's COPY until the stream ends, whatever dev says when its statement is
+    cancelled: the stream is cut here, and prod's COPY with it."""
+
+    def __init__(self, reader: KeyReader, follow: FollowedFile) -> None:
+        self._reader, self._follow = reader, follow
+
+    def digests(self) -> Digests:
+        self._follow.check_cancelled()
+        return self._reader.digests()
+
+    def ids(self, buckets: Sequence[str]) -> Iterable[bytes]:
+        return self._checked(self._reader.ids(buckets))
+
+    def holding(self, values: Mapping[UniqueKey, Sequence[Sequence[str]]]) -> Iterable[bytes]:
+        return self._checked(self._reader.holding(values))
+
+    def everything(self) -> Iterable[bytes]:
+        return self._checked(self._reader.everything())
+
+    def _checked(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        stream = iter(chunks)
+        try:
+            for chunk in stream:
+                self._follow.check_cancelled()
+                yield chunk
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:  # prod's COPY cancelled and drained now, in this thread
+                close()
 
 
 @dataclass(frozen=True)
@@ -251,7 +284,9 @@ def export_table(
     same value of another unique key are counted per key.
 
     With ``follow``, a reader in another thread is told when the file opens (prod's keys are read by
-    then), as it grows, and when it is complete or the export failed.
+    then), as it grows, and when it is complete or the export failed; once the reader cancels
+    (``FollowedFile.cancel``), the export stops at its next chunk (dev's COPY, prod's keys) with
+    ExportCancelled. A file the export does not finish is removed.
     """
     try:
         result = _export(dev, table, columns, path, prod_keys, overrides or {}, report, follow)
@@ -282,6 +317,8 @@ def _export(
     clashes: dict[str, int] = {}
     already = 0
     prod_rows = None
+    if follow is not None and prod_keys is not None:
+        prod_keys = replace(prod_keys, reader=_CancellableReader(prod_keys.reader, follow))
     with dev.transaction(), dev.cursor() as cur:
         # one snapshot: the digests, the counts and the rows exported all see the same dev rows
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -300,18 +337,26 @@ def _export(
         per_row = _csv_bytes_per_row(cur, table, columns) if expected_rows > 0 and report is not None else 0.0
         progress = Progress(f"{table} export", report, total_rows=expected_rows, estimated=True,
                             total_bytes=round(expected_rows * per_row))
-        with open(partial, "xb") as out, cur.copy(query) as copy:
-            if follow is not None:
-                follow.opened(partial, progress.total_bytes, expected_rows)
-            told = 0
-            for chunk in progress.wrap(copy):
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-                if follow is not None and size - told >= READ_CHUNK:
-                    out.flush()
-                    follow.grew()
-                    told = size
+        with open(partial, "xb") as out:
+            try:
+                with cur.copy(query) as copy:  # left early: psycopg cancels dev's COPY
+                    if follow is not None:
+                        follow.check_cancelled()
+                        follow.opened(partial, progress.total_bytes, expected_rows)
+                    told = 0
+                    for chunk in progress.wrap(copy):
+                        if follow is not None:
+                            follow.check_cancelled()
+                        out.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
+                        if follow is not None and size - told >= READ_CHUNK:
+                            out.flush()
+                            follow.grew()
+                            told = size
+            except BaseException:
+                partial.unlink(missing_ok=True)  # the run's own, half written: of no use to anyone
+                raise
         rows = cur.rowcount
     _publish(partial, path)
     return ExportResult(

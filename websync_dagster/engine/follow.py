@@ -23,6 +23,11 @@ class ExportAborted(Exception):
     """The export stopped before the end; the reader's COPY must not commit what it read."""
 
 
+class ExportCancelled(Exception):
+    """The reader stopped before the end (interrupted, its link lost, its load failed): the export ends
+    without writing the rest."""
+
+
 class FollowedFile:
     """Written by one thread (``opened``, ``grew``, ``finished``), read by another (``chunks``)."""
 
@@ -30,6 +35,7 @@ class FollowedFile:
         self._changed = threading.Condition()
         self._reader: BinaryIO | None = None
         self._done = False
+        self._cancelled = False
         self._error: BaseException | None = None
         self.estimated_bytes = self.estimated_rows = 0
 
@@ -53,6 +59,23 @@ class FollowedFile:
             self._done = True
             self._error = error
             self._changed.notify_all()
+
+    @property
+    def done(self) -> bool:
+        """Whether the writer said it finished (the file is whole, or the export failed)."""
+        with self._changed:
+            return self._done
+
+    def cancel(self) -> None:
+        """The reader stopped for good: the writer ends at its next ``check_cancelled``."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify_all()
+
+    def check_cancelled(self) -> None:
+        """Raises ExportCancelled once the reader cancelled: the writer calls it between chunks."""
+        if self._cancelled:
+            raise ExportCancelled("the load following the export stopped")
 
     def wait_opened(self) -> bool:
         """Whether the export opened its file (False: it failed first); waits until one or the other."""
