@@ -67,12 +67,15 @@ REJECT_ROWS_WITH_CONTENT = 20_000
 
 # Casts every staged row into the probe table; if a row refuses (only the errors a row can cause:
 # ROW_REFUSALS), row by row, recording why each bad row fails. Any other error (out of memory, a full disk,
-# an extension's internal error) is not the row's fault: it is not caught, and the unit rolls back. The two
+# an extension's internal error) is not the row's fault: it is not caught, and the unit rolls back. A CHECK's
+# or NOT NULL's detail is the whole failing row (told by SQLSTATE, in whatever language prod speaks): left
+# out of the reason, the reject file has the row already. The two
 # statements come in as settings so that the block itself holds no data.
 _PROBE_BLOCK = """
 DO $websync$
 DECLARE
     r bigint;
+    state text;
     msg text;
     detail text;
 BEGIN
@@ -83,10 +86,10 @@ BEGIN
             BEGIN
                 EXECUTE current_setting('websync.probe_one') USING r;
             EXCEPTION WHEN {conditions} THEN
-                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
                 INSERT INTO pg_temp._ws_rejects (_ws_row, id, reason)
                 SELECT r, s.{key}, replace(msg, '"_ws_probe"', {table_literal})
-                       || CASE WHEN detail = '' OR detail LIKE 'Failing row contains%' THEN ''
+                       || CASE WHEN detail = '' OR state IN ('23514', '23502') THEN ''
                                ELSE ' (' || detail || ')' END
                   FROM pg_temp._ws_stage s WHERE s._ws_row = r;
             END;
@@ -214,7 +217,7 @@ BEGIN
                     UPDATE pg_temp._ws_probe SET _ws_pass = 2 WHERE _ws_row = lo;
                 ELSE
                     INSERT INTO pg_temp._ws_rejects (_ws_row, id, reason)
-                    SELECT lo, p.{key}::text, msg || CASE WHEN detail = '' OR detail LIKE 'Failing row contains%'
+                    SELECT lo, p.{key}::text, msg || CASE WHEN detail = '' OR state IN ('23514', '23502')
                                                       THEN '' ELSE ' (' || detail || ')' END
                       FROM pg_temp._ws_probe p WHERE p._ws_row = lo;
                 END IF;
