@@ -66,6 +66,12 @@ class FollowedFile:
         with self._changed:
             return self._done
 
+    @property
+    def failed(self) -> bool:
+        """Whether the writer said the export failed."""
+        with self._changed:
+            return self._error is not None
+
     def cancel(self) -> None:
         """The reader stopped for good: the writer ends at its next ``check_cancelled``."""
         with self._changed:

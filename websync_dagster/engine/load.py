@@ -545,8 +545,9 @@ def load_followed(
             try:
                 _load_units(session, plan, cutter, result, _Rejects(reject_dir, plan.table, stamp), watch)
             except Exception:
-                finish_export()  # an export that failed is the error to report, not the aborted COPY
-                raise
+                if followed.failed:  # the export's error is the one to report, not the COPY it aborted
+                    finish_export()
+                raise  # the load's own: the caller stops the export
         export = finish_export()
     _settle(result, export.rows, export.already_in_prod, accounted_before=accounted_before,
             inserted_before=inserted_before)

@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -278,13 +277,8 @@ class _ExportThread:
             self.followed.finished(exc)
 
     def finish(self) -> ExportResult:
-        """Wait for the export; its result, or its error raised here. Called by the load's error path
-        before the end of the file (the load failed, its link broke): the export is stopped, and the load's
-        own error, being handled, is raised again (the one to report, and to reconnect after)."""
-        if not self.followed.done:
-            self.stop()
-            if (load_error := sys.exception()) is not None:
-                raise load_error
+        """Wait for the export; its result, or its error raised here. Called once the load read the whole
+        file, or the export failed (the load that stops for its own reason calls ``stop``)."""
         self._thread.join()
         if self._error is not None:
             raise self._error
