@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import psycopg
 import pytest
+from dagster import DagsterInstance
 
 from websync_dagster.cli import main as websync_main
 from websync_dagster.engine import lock_wait
@@ -53,6 +54,10 @@ def test_a_migrations_table_lock_is_waited_for_bounded_and_named(sync_env15, cap
     assert len(failed) == 1 and f"waited {WAIT_S} s (WEBSYNC_WAIT_S) for a lock on prod held by pid {pid}" in failed[0]
     assert "websync: error: web_files: not loaded: web_pages did not land in prod" in err
     assert elapsed < 60
+    instance = DagsterInstance.from_config(str(sync_env15.dagster_home))  # the same wait in the run's log
+    run = instance.get_runs(limit=1)[0]
+    logged = [entry.user_message for entry in instance.all_logs(run.run_id)]
+    assert any(f"web_pages: waiting for a lock on prod held by pid {pid} " in m for m in logged)
     with sync_env15.prod() as prod:
         assert count(prod, "web_pages") == facts.prod_counts["web_pages"]
         assert count(prod, "knowledge_base") > facts.prod_counts["knowledge_base"]  # the others landed
