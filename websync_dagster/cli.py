@@ -63,6 +63,7 @@ with collector_paused(then_freeze=True):
         WaitInterrupted,
         WaitTimeout,
         open_instance,
+        recorded_in_code_location,
         run_tags,
         wait_for_pools,
     )
@@ -359,9 +360,10 @@ def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: b
 def run_job(mode: str, settings: Settings, instance: DagsterInstance, home: Path, *, quiet: bool, debug: bool,
             as_json: bool) -> int:
     """The mode's job run on the instance once no other run holds its pools; the table and the errors printed."""
-    job = defs().resolve_job_def(JOBS[mode])
+    definitions = defs()
+    job = definitions.resolve_job_def(JOBS[mode])
     try:
-        wait_for_pools(instance, job_pools(job), settings.wait_s, say)
+        claim = wait_for_pools(instance, home, job, settings.wait_s, say)
     except WaitTimeout as exc:
         error(str(exc))
         return FAILED
@@ -369,12 +371,15 @@ def run_job(mode: str, settings: Settings, instance: DagsterInstance, home: Path
         error(str(exc))
         return INTERRUPTED
     try:
-        result = job_for_cli(job, debug, VIEW).execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}},
-            tags={"websync/cli": mode, **run_tags()},
-        )
+        # the run is created with the id its pools' slots were claimed for, as a run of the code location
+        with claim, recorded_in_code_location(instance, definitions.get_repository_def().name):
+            result = job_for_cli(job, debug, VIEW).execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}},
+                tags={"websync/cli": mode, **run_tags()},
+                run_id=claim.run_id,
+            )
     finally:
         VIEW.close()
     return report(mode, result, home, quiet=quiet, as_json=as_json, redact=settings.redactor(), debug=debug)

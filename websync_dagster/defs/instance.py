@@ -3,7 +3,11 @@ dagster.yaml, or dagster.postgres.yaml (dagster-postgres storage) when DAGSTER_P
 
 Also what keeps one run from blocking the next: each ``websync`` run is tagged with its host and pid, so
 that a run whose process is gone (killed, machine crash) is found, marked failed and its concurrency
-slots freed; a run that is alive is waited for, for a bounded time, saying which run it is.
+slots freed; a run that is alive is waited for, for a bounded time, saying which run it is. The slot of a
+pool is claimed once, by the process that waited for it (``wait_for_pools``), before its run is created.
+
+And where the UI looks for a run: ``recorded_in_code_location`` gives the runs websync creates the origin
+of the code location workspace.yaml names, as a run launched from the UI has.
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import IO, Any, Protocol
 
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, JobDefinition, OpDefinition, RunRecord, RunsFilter
 
 from websync_dagster.core.processes import pid_alive
 
@@ -27,6 +34,10 @@ INSTANCE_CONFIG = Path(__file__).resolve().parent / "instance_config"
 DEFAULT_HOME = ".dagster_home"
 MARKER = "websync"  # dagster.yaml files that mention it are ours to refresh; others are left alone
 LOCK_FILE = ".websync.lock"
+#: a pool's claim among websync processes: an exclusive flock on this file, which names the holder's pid
+POOL_LOCK_FILE = ".websync.pool.{pool}.lock"
+#: the code location as workspace.yaml loads it (``module_name`` and ``location_name``)
+CODE_LOCATION_MODULE, CODE_LOCATION = "websync_dagster.definitions", "websync_dagster"
 HOST_TAG, PID_TAG, PID_START_TAG = "websync/host", "websync/pid", "websync/pid_start"
 IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 POLL_S = 1.0
@@ -115,10 +126,29 @@ def _process_alive(pid: int, started: str) -> bool:
     return not started or now is None or now == started
 
 
+class Holder(Protocol):
+    """What a wait for a pool waits for: a run that holds (or is queued for) one of its slots, or another websync
+    process that holds the pool's claim."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def hint(self) -> str: ...
+
+    def name(self) -> str: ...
+
+    def describe(self, *, with_start: bool = False) -> str: ...
+
+
 @dataclass(frozen=True)
 class RunInProgress:
     run: DagsterRun
     started: float | None
+
+    @property
+    def key(self) -> str:
+        return self.run.run_id
 
     @property
     def pid(self) -> int | None:
@@ -135,27 +165,57 @@ class RunInProgress:
         return self.local and self.pid is not None and not _process_alive(
             self.pid, self.run.tags.get(PID_START_TAG, ""))
 
+    @property
+    def hint(self) -> str:
+        # websync can tell only its own runs on this host dead; any other run the user can end in the UI
+        return "" if self.local else "; if it is dead, terminate it in the Dagster UI"
+
     def who(self) -> str:
         if self.pid is None:
             return "not started by websync"
         return f"pid {self.pid}" if self.local else f"pid {self.pid} on {self.run.tags.get(HOST_TAG)}"
+
+    def name(self) -> str:
+        return f"run {self.run.run_id}"
 
     def describe(self, *, with_start: bool = False) -> str:
         when = f", started {datetime.fromtimestamp(self.started):%H:%M}" if with_start and self.started else ""
         return f"run {self.run.run_id} ({self.who()}{when})"
 
 
+@dataclass(frozen=True)
+class ClaimingProcess:
+    """A websync process that holds a pool's claim (its flock) and whose run is not in progress (yet)."""
+
+    pid: int
+    host: str
+
+    @property
+    def key(self) -> str:
+        return f"process {self.pid}@{self.host}"
+
+    @property
+    def hint(self) -> str:
+        return ""
+
+    def name(self) -> str:
+        where = "" if self.host == socket.gethostname() else f" on {self.host}"
+        return f"websync process pid {self.pid}{where}"
+
+    def describe(self, *, with_start: bool = False) -> str:
+        return f"{self.name()} (its run is not started yet)" if with_start else self.name()
+
+
 class WaitTimeout(Exception):
-    def __init__(self, holder: RunInProgress, pools: Sequence[str], wait_s: float) -> None:
-        # websync can tell only its own runs on this host dead; any other run the user can end in the UI
-        hint = "" if holder.local else "; if it is dead, terminate it in the Dagster UI"
-        super().__init__(f"{holder.describe()} still holds the {'/'.join(pools)} slot after {wait_s:g} s "
-                         f"(WEBSYNC_WAIT_S); nothing was run{hint}")
+    def __init__(self, holder: Holder | None, pools: Sequence[str], wait_s: float) -> None:
+        who, hint = (holder.describe(), holder.hint) if holder is not None else ("another run", "")
+        super().__init__(f"{who} still holds the {'/'.join(pools)} slot after {wait_s:g} s (WEBSYNC_WAIT_S); "
+                         f"nothing was run{hint}")
 
 
 class WaitInterrupted(Exception):
-    def __init__(self, holders: Sequence[RunInProgress]) -> None:
-        names = ", ".join(f"run {h.run.run_id}" for h in holders) or "another run"
+    def __init__(self, holders: Sequence[Holder]) -> None:
+        names = ", ".join(h.name() for h in holders) or "another run"
         super().__init__(f"interrupted while waiting for {names}; nothing was run")
 
 
@@ -175,9 +235,9 @@ def _pools_held(instance: DagsterInstance, run_id: str) -> list[str]:
     return held
 
 
-def fail_dead_runs(instance: DagsterInstance, say: Callable[[str], None]) -> None:
-    """Runs left in progress by a websync process that is gone: marked failed, their slots freed; and
-    slots still held by runs that are over."""
+def fail_dead_runs(instance: DagsterInstance, say: Callable[[str], None]) -> list[RunInProgress]:
+    """Runs left in progress by a websync process that is gone: marked failed, their slots freed. Returns the runs
+    in progress that are alive."""
     in_progress = runs_in_progress(instance)
     for entry in in_progress:
         if not entry.dead:
@@ -187,37 +247,242 @@ def fail_dead_runs(instance: DagsterInstance, say: Callable[[str], None]) -> Non
         instance.event_log_storage.free_concurrency_slots_for_run(entry.run.run_id)
         freed = f" and its {'/'.join(pools)} slot freed" if pools else ""
         say(f"{entry.describe()} died without finishing; marked failed{freed}")
-    running = {e.run.run_id for e in in_progress if not e.dead}
+    return [e for e in in_progress if not e.dead]
+
+
+def free_slots_of_ended_runs(instance: DagsterInstance, running: set[str], say: Callable[[str], None]) -> None:
+    """Slots still held by runs that are over, and slots claimed for a run that was never created (the websync
+    process that claimed them died before creating it): freed. Called only by a process that holds the pools'
+    flocks: a websync process claims slots only while it holds them, so no live process's claim is taken for
+    a dead one's."""
     for run_id in instance.event_log_storage.get_concurrency_run_ids() - running:
         run = instance.get_run_by_id(run_id)  # read again: it may have started since
-        if run is None or run.is_finished:
+        if run is None:
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            say(f"a concurrency slot was claimed for run {run_id}, which was never created (the websync process "
+                "that claimed it is gone); freed")
+        elif run.is_finished:
             instance.event_log_storage.free_concurrency_slots_for_run(run_id)
             say(f"run {run_id} is over but still held a concurrency slot; freed")
 
 
-def _holders(instance: DagsterInstance, pools: Sequence[str]) -> list[RunInProgress]:
-    return [e for e in runs_in_progress(instance) if set(_pools_held(instance, e.run.run_id)) & set(pools)]
+def _holders(instance: DagsterInstance, live: Sequence[RunInProgress], pools: Sequence[str]) -> list[Holder]:
+    return [e for e in live if set(_pools_held(instance, e.run.run_id)) & set(pools)]
 
 
-def wait_for_pools(instance: DagsterInstance, pools: Sequence[str], wait_s: float, say: Callable[[str], None],
-                   *, clock: Callable[[], float] = time.monotonic) -> None:
-    """Returns once no live run holds a slot of ``pools``, freeing what dead runs hold; raises WaitTimeout
-    after ``wait_s`` seconds and WaitInterrupted on Ctrl-C."""
+def pool_steps(job: JobDefinition) -> dict[str, list[str]]:
+    """The pools the job's steps take a slot of (prod_sync for the sync and export jobs), each with the keys of
+    the steps whose slot ``wait_for_pools`` claims before the run: the job's top-level ops (a step's key is
+    its op's name), unless an op has a dynamic output (a mapped step's key is known only once the run maps
+    it). Another step claims its slot when it starts, as Dagster does: in the UI's race below, unbounded."""
+    ops = list(job.graph.iterate_op_defs())
+    steps: dict[str, list[str]] = {op.pool: [] for op in ops if op.pool}
+    if not any(output.is_dynamic for op in ops for output in op.output_defs):
+        for node in job.graph.nodes:
+            if isinstance(node.definition, OpDefinition) and node.definition.pool:
+                steps[node.definition.pool].append(node.name)
+    return {pool: sorted(keys) for pool, keys in sorted(steps.items())}
+
+
+def _claim_slot(instance: DagsterInstance, pool: str, run_id: str, step_key: str) -> bool:
+    """The slot of ``pool`` claimed for the step of a run not created yet, as the step would claim it when it
+    starts (what Dagster's executor does, through the public EventLogStorage: the pool's default limit set up on
+    first use, then the claim): True once claimed, or when the pool has no limit (nothing to claim); False (and
+    queued, until freed) when it is taken."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return True
+    config = storage.get_pool_config()
+    if config.pool_granularity is not None and config.pool_granularity.value == "run":
+        return True  # the run coordinator enforces the pools when it launches a run: steps claim nothing
+
+    def limit() -> Any:
+        return next((p for p in storage.get_pool_limits() if p.name == pool), None)
+
+    default, current = config.default_pool_limit, limit()
+    if (current is None and default is not None) or (
+            current is not None and current.from_default and current.limit != default):
+        storage.initialize_concurrency_limit_to_default(pool)
+        current = limit()
+    if current is None:
+        return True
+    return storage.claim_concurrency_slot(pool, run_id, step_key).is_claimed
+
+
+def _pool_lock_path(home: Path, pool: str) -> Path:
+    return home / POOL_LOCK_FILE.format(pool=re.sub(r"[^A-Za-z0-9_.-]", "_", pool))
+
+
+class PoolClaim:
+    """What a run about to be created with ``run_id`` holds of its pools: each pool's flock in DAGSTER_HOME, which
+    websync processes take in turn (the file names the holder), and the Dagster slot of each of its steps
+    (``pool_steps``), claimed under ``run_id``. Held until ``release`` (the end of a ``with`` block), once the run
+    is over. A process that dies loses its flocks with it (the kernel releases them): the next websync process
+    takes them and frees the slots the dead one had claimed (``free_slots_of_ended_runs``, ``fail_dead_runs``)."""
+
+    def __init__(self, instance: DagsterInstance, home: Path, steps: Mapping[str, Sequence[str]]) -> None:
+        self.instance, self.home, self.steps = instance, home, dict(steps)
+        self.run_id = str(uuid.uuid4())  # the id Dagster gives a run (execute_in_process(run_id=...) takes it)
+        self._locks: list[IO[str]] = []
+        self._blocked: str | None = None  # the pool whose flock another process holds
+        self._claimed = False
+
+    @property
+    def pools(self) -> list[str]:
+        return list(self.steps)
+
+    def lock(self) -> bool:
+        """Every pool's flock taken without waiting: True once all are held, else none is."""
+        if self._locks or not self.steps:
+            return True
+        for pool in self.steps:
+            lock = open(_pool_lock_path(self.home, pool), "a+")  # noqa: SIM115 - held until release()
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                self._unlock()
+                self._blocked = pool
+                return False
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"{os.getpid()} {socket.gethostname()}\n")
+            lock.flush()
+            self._locks.append(lock)
+        self._blocked = None
+        return True
+
+    def lock_holder(self, live: Sequence[RunInProgress]) -> Holder | None:
+        """Who holds the flock this process could not take: the run of the websync process its file names, or
+        that process while its run is not in progress; None while the file names nobody (being written)."""
+        if self._blocked is None:
+            return None
+        try:
+            words = _pool_lock_path(self.home, self._blocked).read_text().split()
+        except OSError:
+            return None
+        if not words or not words[0].isdigit():
+            return None
+        pid, host = words[0], words[1] if len(words) > 1 else socket.gethostname()
+        for entry in live:
+            if entry.run.tags.get(PID_TAG) == pid and entry.run.tags.get(HOST_TAG) == host:
+                return entry
+        return ClaimingProcess(int(pid), host)
+
+    def claim_slots(self) -> bool:
+        """The slot of each step claimed for the run: False, with nothing claimed, when a run took one since the
+        check."""
+        for pool, step_keys in self.steps.items():
+            for step_key in step_keys:
+                self._claimed = True
+                if not _claim_slot(self.instance, pool, self.run_id, step_key):
+                    self._free_slots()
+                    return False
+        return True
+
+    def _free_slots(self) -> None:
+        if self._claimed:
+            self._claimed = False
+            self.instance.event_log_storage.free_concurrency_slots_for_run(self.run_id)
+
+    def _unlock(self) -> None:
+        for lock in self._locks:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+        self._locks = []
+
+    def release(self) -> None:
+        """The slots the run still holds freed (Dagster frees a step's when it ends; all, if the run never got
+        to its steps), then the flocks."""
+        try:
+            self._free_slots()
+        finally:
+            self._unlock()
+
+    def __enter__(self) -> PoolClaim:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+def wait_for_pools(instance: DagsterInstance, home: Path, job: JobDefinition, wait_s: float,
+                   say: Callable[[str], None], *, clock: Callable[[], float] = time.monotonic) -> PoolClaim:
+    """The claim of the job's pools for the run about to be created: run it with ``run_id=claim.run_id`` and
+    release the claim once it is over. Returned once this process holds each pool's flock, no live run holds or
+    is queued for a slot of them, and the slots of its steps are claimed for the run, freeing on the way what
+    dead runs hold; raises WaitTimeout after ``wait_s`` seconds and WaitInterrupted on Ctrl-C, holding nothing.
+
+    The flock makes websync processes started together take turns: one claims, the others wait for it here,
+    bounded, naming it. The slots are claimed in the same loop as the check that no run holds them, before the
+    run exists, so that a run launched meanwhile from the UI, the schedule or ``dagster job execute`` (which
+    takes no flock) waits for this one in Dagster's pool, rather than this one in Dagster's pool for it, without
+    bound. What is left to that race is Dagster's own claim of a free slot (on SQLite, which locks no row, two
+    claims at the same instant can both be granted, as between any two Dagster runs; prod's advisory lock still
+    serialises their loads), and a pool step that is not claimed ahead (``pool_steps``)."""
+    claim = PoolClaim(instance, home, pool_steps(job))
+    if not claim.steps:
+        return claim
     deadline = clock() + wait_s
     announced: set[str] = set()
-    holders: list[RunInProgress] = []
+    holders: list[Holder] = []
     try:
         while True:
-            fail_dead_runs(instance, say)
-            holders = _holders(instance, pools) if pools else []
-            if not holders:
-                return
+            live = fail_dead_runs(instance, say)
+            locked = claim.lock()
+            if locked:
+                free_slots_of_ended_runs(instance, {e.run.run_id for e in live}, say)
+            holders = _holders(instance, live, claim.pools)
+            if locked and not holders:
+                if claim.claim_slots():
+                    return claim
+                holders = _holders(instance, runs_in_progress(instance), claim.pools)  # the run that took it
+            if not locked and (other := claim.lock_holder(live)) and other.key not in {h.key for h in holders}:
+                holders.insert(0, other)
             for holder in holders:
-                if holder.run.run_id not in announced:
-                    announced.add(holder.run.run_id)
+                if holder.key not in announced:
+                    announced.add(holder.key)
                     say(f"waiting for {holder.describe(with_start=True)} to finish...")
             if clock() >= deadline:
-                raise WaitTimeout(holders[0], pools, wait_s)
+                raise WaitTimeout(holders[0] if holders else None, claim.pools, wait_s)
             time.sleep(min(POLL_S, max(deadline - clock(), 0.0)))
     except KeyboardInterrupt:
+        claim.release()
         raise WaitInterrupted(holders) from None
+    except BaseException:
+        claim.release()
+        raise
+
+
+@contextlib.contextmanager
+def recorded_in_code_location(instance: DagsterInstance, repository_name: str) -> Iterator[None]:
+    """Runs created on ``instance`` within the block are recorded as runs of the code location (CODE_LOCATION as
+    workspace.yaml loads it, its repository ``repository_name``: ``Definitions.get_repository_def().name``), as
+    a run launched from the UI or the schedule is: with its origin (``remote_job_origin``, the run's
+    ``repositoryOrigin`` in GraphQL: the Overview timeline and a run's page read it), the label tag
+    ``.dagster/repository`` = ``<repository>@<location>`` the UI filters a job's runs on (Jobs > job > Runs, the
+    Jobs list's run bars) and the ``dagster/code_location`` tag.
+
+    The one place websync uses Dagster's private API: no public one creates a run with an origin (a run of
+    ``execute_in_process``, ``execute_job`` or ``dagster job execute`` has none: dagster-io/dagster#17707). The
+    origin is built with ``dagster._core``'s classes, as the webserver builds it from workspace.yaml's
+    ``python_module`` entry, and handed to ``DagsterInstance.create_run_for_job`` (its ``remote_job_origin``
+    argument), which ``execute_in_process`` calls to create its run: that method is shadowed on this instance
+    object for the block. websync_dagster_tests/defs/test_runs_in_ui.py fails when a Dagster upgrade changes
+    any of it."""
+    from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.workspace.load import location_origin_from_module_name
+
+    location = location_origin_from_module_name(CODE_LOCATION_MODULE, None, None, CODE_LOCATION)
+    repository = RemoteRepositoryOrigin(location, repository_name)
+    create_run_for_job = instance.create_run_for_job
+
+    def create_run_in_location(job_def: JobDefinition, **kwargs: Any) -> DagsterRun:
+        kwargs.setdefault("remote_job_origin", RemoteJobOrigin(repository, job_def.name))
+        return create_run_for_job(job_def=job_def, **kwargs)
+
+    instance.create_run_for_job = create_run_in_location  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del instance.create_run_for_job
