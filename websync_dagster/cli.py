@@ -62,8 +62,8 @@ with collector_paused(then_freeze=True):
     from websync_dagster.defs.instance import (
         WaitInterrupted,
         WaitTimeout,
+        code_location_tags,
         open_instance,
-        recorded_in_code_location,
         run_tags,
         wait_for_pools,
     )
@@ -371,13 +371,14 @@ def run_job(mode: str, settings: Settings, instance: DagsterInstance, home: Path
         error(str(exc))
         return INTERRUPTED
     try:
-        # the run is created with the id its pools' slots were claimed for, as a run of the code location
-        with claim, recorded_in_code_location(instance, definitions.get_repository_def().name):
+        # the run is created with the id its pools' slots were claimed for, filed under its job in the UI
+        with claim:
             result = job_for_cli(job, debug, VIEW).execute_in_process(
                 instance=instance,
                 raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}},
-                tags={"websync/cli": mode, **run_tags()},
+                tags={"websync/cli": mode, **run_tags(),
+                      **code_location_tags(definitions.get_repository_def().name)},
                 run_id=claim.run_id,
             )
     finally:

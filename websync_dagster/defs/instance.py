@@ -6,8 +6,8 @@ that a run whose process is gone (killed, machine crash) is found, marked failed
 slots freed; a run that is alive is waited for, for a bounded time, saying which run it is. The slot of a
 pool is claimed once, by the process that waited for it (``wait_for_pools``), before its run is created.
 
-And where the UI looks for a run: ``recorded_in_code_location`` gives the runs websync creates the origin
-of the code location workspace.yaml names, as a run launched from the UI has.
+And where the UI looks for a run: ``code_location_tags`` files the runs websync creates under their job in the
+code location workspace.yaml names.
 """
 
 from __future__ import annotations
@@ -454,35 +454,21 @@ def wait_for_pools(instance: DagsterInstance, home: Path, job: JobDefinition, wa
         raise
 
 
-@contextlib.contextmanager
-def recorded_in_code_location(instance: DagsterInstance, repository_name: str) -> Iterator[None]:
-    """Runs created on ``instance`` within the block are recorded as runs of the code location (CODE_LOCATION as
-    workspace.yaml loads it, its repository ``repository_name``: ``Definitions.get_repository_def().name``), as
-    a run launched from the UI or the schedule is: with its origin (``remote_job_origin``, the run's
-    ``repositoryOrigin`` in GraphQL: the Overview timeline and a run's page read it), the label tag
-    ``.dagster/repository`` = ``<repository>@<location>`` the UI filters a job's runs on (Jobs > job > Runs, the
-    Jobs list's run bars) and the ``dagster/code_location`` tag.
+#: the tags Dagster gives a run of a code location (``DagsterRun.tags_for_storage``): the repository label the
+#: UI filters a job's runs on, and the location's name
+REPOSITORY_LABEL_TAG, CODE_LOCATION_TAG = ".dagster/repository", "dagster/code_location"
 
-    The one place websync uses Dagster's private API: no public one creates a run with an origin (a run of
-    ``execute_in_process``, ``execute_job`` or ``dagster job execute`` has none: dagster-io/dagster#17707). The
-    origin is built with ``dagster._core``'s classes, as the webserver builds it from workspace.yaml's
-    ``python_module`` entry, and handed to ``DagsterInstance.create_run_for_job`` (its ``remote_job_origin``
-    argument), which ``execute_in_process`` calls to create its run: that method is shadowed on this instance
-    object for the block. websync_dagster_tests/defs/test_runs_in_ui.py fails when a Dagster upgrade changes
-    any of it."""
-    from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
-    from dagster._core.workspace.load import location_origin_from_module_name
 
-    location = location_origin_from_module_name(CODE_LOCATION_MODULE, None, None, CODE_LOCATION)
-    repository = RemoteRepositoryOrigin(location, repository_name)
-    create_run_for_job = instance.create_run_for_job
+def code_location_tags(repository_name: str) -> dict[str, str]:
+    """Tags that file a run websync creates under its job in the code location workspace.yaml names
+    (CODE_LOCATION, its repository ``repository_name``: ``Definitions.get_repository_def().name``), as a run
+    launched from the UI or the schedule is: the UI's Jobs > job > Runs page and the Jobs list's run bars ask
+    for a job's runs by its name and the repository label tag ``<repository>@<location>``.
 
-    def create_run_in_location(job_def: JobDefinition, **kwargs: Any) -> DagsterRun:
-        kwargs.setdefault("remote_job_origin", RemoteJobOrigin(repository, job_def.name))
-        return create_run_for_job(job_def=job_def, **kwargs)
-
-    instance.create_run_for_job = create_run_in_location  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del instance.create_run_for_job
+    Why tags and not the run's origin: no public Dagster API creates a run with one (``execute_in_process``,
+    ``execute_job`` and ``dagster job execute`` record none: dagster-io/dagster#17707), and websync uses no
+    private API of Dagster. So such a run's ``repositoryOrigin`` stays null, and the Overview timeline, which
+    groups runs by it, does not show it (docs/RELIABILITY.md, known limits). The tag names are Dagster's
+    storage convention: websync_dagster_tests/defs/test_runs_in_ui.py fails, through the real webserver, if
+    an upgrade changes them."""
+    return {REPOSITORY_LABEL_TAG: f"{repository_name}@{CODE_LOCATION}", CODE_LOCATION_TAG: CODE_LOCATION}
