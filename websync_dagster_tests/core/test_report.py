@@ -86,8 +86,10 @@ def _columns() -> st.SearchStrategy[tuple[str, st.SearchStrategy]]:
         st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "Zs"]), max_size=12),
         st.booleans(),
     ])
-    # headers are the CLI's own names ("prod before"), never blank: pandas pads a blank one its own way
-    names = st.text(st.characters(codec="ascii", categories=["L", "Zs"]), min_size=1, max_size=10).filter(str.strip)
+    # headers are the CLI's own names ("prod before"): never blank, no space at either end (pandas pads those
+    # its own way)
+    letters = st.characters(codec="ascii", categories=["L", "Zs"])
+    names = st.text(letters, min_size=1, max_size=10).filter(lambda s: s == s.strip() != "")
     return st.tuples(names, kinds)
 
 
