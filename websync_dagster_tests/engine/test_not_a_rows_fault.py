@@ -55,12 +55,14 @@ def test_an_error_that_is_not_a_rows_fails_the_table_and_rejects_nothing(sync_en
 
 
 def _bulk_pages(sync_env, n: int) -> None:
-    """``n`` new dev pages (copies of one, under new ids and urls) that prod's CHECK will refuse."""
+    """``n`` new small dev pages (copies of one, under new ids and urls, with a short text) that prod's CHECK
+    will refuse."""
     with sync_env.dev() as dev:
         template = dev.execute("SELECT id FROM web_pages ORDER BY url LIMIT 1").fetchone()[0]
         dev.execute(
             "INSERT INTO web_pages SELECT (jsonb_populate_record(NULL::web_pages, to_jsonb(s) || jsonb_build_object("
-            "'id', gen_random_uuid(), 'url', %s || g, 'url_hash', md5(%s || g)))).* "
+            "'id', gen_random_uuid(), 'url', %s || g, 'url_hash', md5(%s || g), 'extracted_text', 'bulk page ' || g, "
+            "'structured_data', NULL, 'site_structure', NULL))).* "
             "FROM web_pages AS s, generate_series(1, %s) AS g WHERE s.id = %s", [BULK, BULK, n, template])
     with prod_ddl(sync_env) as prod:
         prod.execute(f"ALTER TABLE web_pages ADD CONSTRAINT no_bulk CHECK (url NOT LIKE '{BULK}%') NOT VALID")

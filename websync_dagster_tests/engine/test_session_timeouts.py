@@ -11,6 +11,7 @@ from websync_dagster_tests.helpers import count, sync_all
 
 TABLES = ["web_sources", "knowledge_base", "web_pages", "web_files"]
 #: what a managed server or an app role often carries, made as short as can be
+UNBOUNDED = "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0"
 HOSTILE = ("statement_timeout = '1ms'", "lock_timeout = '1ms'", "idle_in_transaction_session_timeout = '1ms'")
 
 
@@ -42,9 +43,9 @@ def test_a_sync_ignores_the_timeouts_prod_and_dev_databases_set(sync_env, prod_v
     try:
         outcomes = sync_all(settings)
     finally:
-        with sync_env.prod() as prod, sync_env.dev() as dev:
-            _reset_database(prod)
-            _reset_database(dev)
+        for url in (sync_env.prod_url, sync_env.dev_url):  # the test's own session sets its own timeouts too
+            with psycopg.connect(url, autocommit=True, options=UNBOUNDED) as conn:
+                _reset_database(conn)
 
     assert all(o.result.lost == 0 for o in outcomes.values())
     with sync_env.prod() as prod:
