@@ -31,9 +31,10 @@ class TablePlan:
     dev_only: tuple[str, ...]
     prod_only: tuple[str, ...]
     type_mismatches: tuple[TypeMismatch, ...]
+    #: prod's catalog of the table, which the load's statements are built from
+    prod: TableInfo
     overrides: Mapping[str, Any] = field(default_factory=dict)
     dev: TableInfo | None = None
-    prod: TableInfo | None = None
     #: overrides not applied: column -> why (e.g. prod has no such column)
     overrides_skipped: Mapping[str, str] = field(default_factory=dict)
 

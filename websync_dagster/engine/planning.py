@@ -77,7 +77,6 @@ def plan_tables(
 def prod_keys(session: ProdSession, plan: TablePlan, digests: ProdIdDigests | None = None) -> ProdKeys:
     """Prod's primary key first, then each other unique key made only of shipped columns, and how to read
     their values from prod (see ``ProdKeyReader``). ``digests``: the planning's (None: read for this table)."""
-    assert plan.prod is not None
     keys = tuple(sorted(
         (k for k in plan.prod.unique_keys if set(k.columns) <= set(plan.shipped)), key=lambda k: not k.primary
     ))
@@ -116,7 +115,6 @@ class ProdKeyReader:
         return self._copy(self.columns, sql.SQL("true"))
 
     def _holding(self, key: UniqueKey, values: Sequence[Sequence[str]]) -> sql.Composed:
-        assert self.plan.prod is not None
         names = [sql.Identifier(f"v{i}") for i in range(len(key.columns))]
         arrays = [sql.SQL("{}::text[]").format(sql.Literal([v[i] for v in values])) for i in range(len(key.columns))]
         typed = [sql.SQL("v.{}::{}").format(n, sql.SQL(self.plan.prod.column(c).type))

@@ -408,7 +408,7 @@ def _export_and_load_reconnecting(
     committed before the cut stay, nothing is lost or duplicated. Each retry is one line; after
     ``RECONNECT_ATTEMPTS`` the table fails as before."""
     reconnecting = False
-    loaded = LoadResult(run.table, "nothing to ship", 0, 0, 0, 0, 0)  # what the attempts committed
+    loaded = LoadResult(table=run.table)  # what the attempts committed
     for attempt in range(RECONNECT_ATTEMPTS + 1):
         try:
             _export_and_load(ctx, run, declared_deps, run_id if attempt == 0 else f"{run_id}.{attempt}", report,

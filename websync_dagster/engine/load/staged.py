@@ -1,0 +1,120 @@
+"""The staged path's steps for one unit, and what prod did with its rows, from the server's own counts.
+
+``COPY`` into a text staging table; cast each row into a probe table that carries prod's types and CHECK
+constraints (``sql/probe.sql``); the clash passes (clashes.py); then ``INSERT ... ON CONFLICT DO NOTHING``
+of the whole unit in one statement, split down to the rows prod refuses (``sql/insert.sql``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+
+from websync_dagster.engine.load.blocks import BlockSettings, block
+from websync_dagster.engine.load.clashes import ALREADY_PRESENT, clash_passes
+from websync_dagster.engine.load.steps import count_rows, locked_and_counted
+from websync_dagster.engine.load.temp_tables import INSERTED, NULLED, PROBE, REJECTS, SKIPPED, STAGE, column_list
+from websync_dagster.engine.plan import TablePlan
+from websync_dagster.transport.base import CopyIn, Query, Results, Statement, Step
+
+
+def _block_settings(plan: TablePlan) -> BlockSettings:
+    casts = sql.SQL(", ").join(
+        sql.SQL("CAST({} AS {})").format(sql.Identifier(c), sql.SQL(plan.prod.column(c).type)) for c in plan.shipped
+    )
+    probe_all = sql.SQL("INSERT INTO {probe} (_ws_row, {cols}) SELECT _ws_row, {casts} FROM {stage}").format(
+        probe=PROBE, cols=column_list(plan.shipped), casts=casts, stage=STAGE
+    )
+    insert_range = sql.SQL(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {probe} WHERE _ws_pass = $1 AND _ws_row BETWEEN $2 AND $3 "
+        "ORDER BY _ws_row ON CONFLICT DO NOTHING"
+    ).format(table=sql.Identifier(plan.table), cols=column_list(plan.shipped), probe=PROBE)
+    return BlockSettings(key=plan.key, table=plan.table, probe_all=probe_all,
+                         probe_one=sql.SQL("{} WHERE _ws_row = $1").format(probe_all), insert_range=insert_range)
+
+
+def _temp_tables(plan: TablePlan) -> list[Statement]:
+    """The unit's temp tables (see temp_tables.py), but the stage."""
+    return [
+        Statement(sql.SQL(
+            "CREATE TEMP TABLE _ws_probe (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED) "
+            "ON COMMIT DROP"
+        ).format(sql.Identifier(plan.table))),
+        Statement(sql.SQL("ALTER TABLE {} ADD COLUMN _ws_row bigint, ADD COLUMN _ws_pass int NOT NULL DEFAULT 1")
+                  .format(PROBE)),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_rejects (_ws_row bigint, id text, reason text) ON COMMIT DROP")),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_skipped (key_name text, id text) ON COMMIT DROP")),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_nulled (column_name text, n bigint) ON COMMIT DROP")),
+        Statement(sql.SQL("CREATE TEMP TABLE _ws_inserted (n bigint) ON COMMIT DROP")),
+    ]
+
+
+def staged_steps(plan: TablePlan, source: Callable[[], Iterable[bytes]], *, count_before: bool,
+                 with_content: int) -> list[Step]:
+    """``with_content``: how many of the unit's rejects (the first, in file order) come back with their row."""
+    stage_columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in plan.shipped)
+    return [
+        *locked_and_counted(plan, count_before=count_before),
+        Statement(sql.SQL(
+            "CREATE TEMP TABLE _ws_stage (_ws_row bigint GENERATED ALWAYS AS IDENTITY, {}) ON COMMIT DROP"
+        ).format(stage_columns)),
+        CopyIn("staged", STAGE, plan.shipped, source),
+        *_temp_tables(plan),
+        _block_settings(plan).statement(),
+        block("probe"),
+        *clash_passes(plan),
+        block("insert"),
+        Query("inserted", sql.SQL("SELECT n FROM {}").format(INSERTED)),
+        count_rows(plan.table, "after"),
+        Query("skipped", sql.SQL("SELECT key_name, count(*) AS n FROM {} GROUP BY key_name").format(SKIPPED)),
+        Query("nulled", sql.SQL("SELECT column_name, sum(n)::bigint AS n FROM {} GROUP BY column_name")
+              .format(NULLED)),
+        Query("rejects", sql.SQL(
+            "SELECT r.id, r.reason, CASE WHEN r.nth <= {limit} THEN to_jsonb(s) - '_ws_row' END AS row "
+            "FROM (SELECT *, row_number() OVER (ORDER BY _ws_row) AS nth FROM {rejects}) AS r "
+            "LEFT JOIN {stage} AS s USING (_ws_row) ORDER BY r._ws_row"
+        ).format(limit=sql.Literal(with_content), rejects=REJECTS, stage=STAGE)),
+    ]
+
+
+@dataclass(frozen=True)
+class StagedCounts:
+    """What prod did with the rows of one committed staged unit (the results of ``staged_steps``)."""
+
+    #: the table's rows before the unit (None: not counted, not the table's first unit)
+    before: int | None
+    after: int
+    #: rows sent (the server's count of the COPY into the stage)
+    staged: int
+    inserted: int
+    #: rows prod has by primary key
+    already_present: int
+    #: unique key name -> rows left out on it
+    skipped: dict[str, int]
+    #: column(s) -> references set to NULL
+    nulled: dict[str, int]
+    #: id, reason and (within ``with_content``) row of each row prod refused, in file order
+    refused: list[dict[str, Any]]
+
+    @classmethod
+    def read(cls, results: Results, *, counted_before: bool) -> StagedCounts:
+        skipped = {r["key_name"]: r["n"] for r in results.rows("skipped")}
+        return cls(
+            before=results.value("before", "n") if counted_before else None,
+            after=results.value("after", "n"),
+            staged=results.value("staged", "rows"),
+            inserted=results.value("inserted", "n"),
+            already_present=skipped.pop(ALREADY_PRESENT, 0),
+            skipped=skipped,
+            nulled={r["column_name"]: r["n"] for r in results.rows("nulled")},
+            refused=results.rows("rejects"),
+        )
+
+    @property
+    def accounted(self) -> int:
+        """Rows prod inserted, refused, skipped or already had (at most the rows sent)."""
+        return min(self.inserted + len(self.refused) + self.already_present + sum(self.skipped.values()),
+                   self.staged)
