@@ -21,6 +21,9 @@ class Column:
     not_null: bool
     has_default: bool
     generated: bool
+    #: the type without its modifier ("character varying" for "character varying(12)"): what a value is cast
+    #: to, so that storing it in the column checks the modifier (an explicit CAST to varchar(12) cuts the text)
+    base_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ class TableInfo:
 _CATALOG_QUERY = """
 SELECT c.relname AS name,
   (SELECT json_agg(json_build_object(
-            'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull,
+            'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'base_type', format_type(a.atttypid, NULL),
+            'not_null', a.attnotnull,
             'has_default', a.atthasdef OR a.attidentity <> '', 'generated', a.attgenerated <> '')
           ORDER BY a.attnum)
      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,

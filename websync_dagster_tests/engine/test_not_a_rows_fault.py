@@ -121,3 +121,27 @@ def test_a_bug_is_one_line_that_says_so_and_debug_shows_the_chain(sync_env, caps
     err = capsys.readouterr().err
     assert "buggy_settle" in err and "KeyError: 'x'" in err  # the bug's own frame, in the chain
     assert "The above exception was caused by the following exception" in err
+
+
+def test_a_value_longer_than_prods_varchar_is_rejected_not_cut(sync_env, prod_via):
+    """Prod's column is ``varchar(12)`` where dev's is text: a longer value is refused with prod's reason on
+    every path (an explicit CAST would cut it to 12 characters in the staged path), the rest lands."""
+    with prod_ddl(sync_env) as prod:
+        prod.execute("ALTER TABLE web_pages ALTER COLUMN title TYPE varchar(12) USING left(title, 12)")
+        # a refusal earlier in the file sends every transport through the staged path
+        prod.execute("CREATE FUNCTION refuse_embargo() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                     "IF NEW.url LIKE '%page/150' THEN RAISE EXCEPTION 'under embargo'; END IF; RETURN NEW; END $$")
+        prod.execute("CREATE TRIGGER refuse_embargo BEFORE INSERT ON web_pages "
+                     "FOR EACH ROW EXECUTE FUNCTION refuse_embargo()")
+    with sync_env.dev() as dev:
+        long_id = dev.execute("UPDATE web_pages SET title = 'a title of forty characters, or so ....' "
+                              "WHERE id = (SELECT id FROM web_pages WHERE url NOT LIKE '%page/150' "
+                              "ORDER BY url DESC LIMIT 1) RETURNING id::text").fetchone()[0]
+
+    pages = sync_all(prod_via(sync_env))["web_pages"].result
+
+    rejects = {r["id"]: r for r in map(json.loads, Path(pages.reject_file).read_text().splitlines())}
+    assert "value too long for type character varying(12)" in rejects[long_id]["reason"]
+    with sync_env.prod() as prod:
+        assert not prod.execute("SELECT 1 FROM web_pages WHERE id = %s", [long_id]).fetchone()
+        assert not prod.execute("SELECT 1 FROM web_pages WHERE title = 'a title of f'").fetchone()

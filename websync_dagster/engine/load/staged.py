@@ -21,9 +21,17 @@ from websync_dagster.engine.plan import TablePlan
 from websync_dagster.transport.base import CopyIn, Query, Results, Statement, Step
 
 
+def _cast_type(plan: TablePlan, column: str) -> str:
+    """The type a staged text is cast to: prod's column type without its modifier. Storing the value into
+    the probe's column (which has it) is an assignment, which refuses a text longer than ``varchar(12)``
+    (and a vector of other dimensions); an explicit CAST to the modified type would silently cut it."""
+    prod = plan.prod.column(column)
+    return prod.base_type or prod.type
+
+
 def _block_settings(plan: TablePlan) -> BlockSettings:
     casts = sql.SQL(", ").join(
-        sql.SQL("CAST({} AS {})").format(sql.Identifier(c), sql.SQL(plan.prod.column(c).type)) for c in plan.shipped
+        sql.SQL("CAST({} AS {})").format(sql.Identifier(c), sql.SQL(_cast_type(plan, c))) for c in plan.shipped
     )
     probe_all = sql.SQL("INSERT INTO {probe} (_ws_row, {cols}) SELECT _ws_row, {casts} FROM {stage}").format(
         probe=PROBE, cols=column_list(plan.shipped), casts=casts, stage=STAGE
