@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 # the suite's own temp root: the embedded servers (another user) read their data there, and a pytest run
 # elsewhere on the machine re-tightens the shared /tmp/pytest-of-<user> to 0700
 PYTEST_TMP = --basetemp=$${TMPDIR:-/tmp}/websync-tests
+# two workers, a test file each at a time: most of the suite waits on servers, locks and child processes, so two
+# files at once on two cores take about half the time (each worker starts its own servers and sshd)
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 .PHONY: install demo demo-ssh demo-ui test test-fast lint bench clean
 
@@ -40,7 +43,7 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	bash .ci/install-sshd.sh
 	bash .ci/install-postgres.sh
-	WEBSYNC_REQUIRE_SSHD=$${WEBSYNC_REQUIRE_SSHD:-1} $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_TMP)
+	WEBSYNC_REQUIRE_SSHD=$${WEBSYNC_REQUIRE_SSHD:-1} $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_TMP) $(PYTEST_WORKERS)
 
 # the fast layer alone: no server, no subprocess (seconds)
 test-fast: $(STAMP) lint
