@@ -287,11 +287,6 @@ def job_for_cli(job: JobDefinition, debug: bool, view: MessageView) -> JobDefini
     return job.with_logger_defs(loggers)
 
 
-def job_pools(job: JobDefinition) -> list[str]:
-    """The concurrency pools the job's steps take a slot of (prod_sync for the sync and export jobs)."""
-    return sorted({op.pool for op in job.graph.iterate_op_defs() if op.pool})
-
-
 #: how messages reach the user: live progress bars on a terminal, plain lines otherwise
 VIEW = MessageView()
 
