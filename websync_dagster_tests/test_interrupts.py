@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -107,18 +108,13 @@ def assert_every_row_landed_once(sync_env, before: dict[str, str], landing: set[
     assert dupes == 0
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["SIGINT", "SIGTERM"])
-def test_a_signal_mid_table_ends_the_run_at_once_and_says_what_prod_kept(
-        cli_env, sync_env, tmp_path, signum, status):  # noqa: F811 - the fixture imported above
-    landing = pages_landing(sync_env)
-    with sync_env.prod() as prod:
-        before = table_snapshot(prod, "web_pages")
-    env = {**cli_env, **UNITS, "WEBSYNC_DEV_URL": slow_dev_url(sync_env)}
+def sync_signalled_when(env: dict[str, str], tmp_path, ready: Callable[[], object], what: str,
+                        signum: int) -> tuple[int, float, str]:
+    """``websync sync`` sent ``signum`` once ``ready()``: its exit code, seconds from signal to exit, stderr."""
     err = tmp_path / "sync.err"
     proc = start_websync(env, "sync", stderr=err)
     try:
-        wait_for(lambda: mid_table(sync_env, len(before)), "web_pages half loaded while dev exports it", 60)
+        wait_for(ready, what, 60)
         sent = time.monotonic()
         proc.send_signal(signum)
         code = proc.wait(30)
@@ -127,7 +123,19 @@ def test_a_signal_mid_table_ends_the_run_at_once_and_says_what_prod_kept(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    stderr = err.read_text()
+    return code, took, err.read_text()
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_table_ends_the_run_at_once_and_says_what_prod_kept(
+        cli_env, sync_env, tmp_path, signum, status):  # noqa: F811 - the fixture imported above
+    landing = pages_landing(sync_env)
+    with sync_env.prod() as prod:
+        before = table_snapshot(prod, "web_pages")
+    env = {**cli_env, **UNITS, "WEBSYNC_DEV_URL": slow_dev_url(sync_env)}
+    code, took, stderr = sync_signalled_when(
+        env, tmp_path, lambda: mid_table(sync_env, len(before)), "web_pages half loaded while dev exports it", signum)
     print(stderr)
     print(f"exited {took:.2f} s after the signal")
     assert not dev_copies(sync_env), "dev still sends web_pages"
@@ -180,19 +188,9 @@ def test_ctrl_c_while_dev_finds_the_delta_ends_the_run_at_once(cli_env, sync_env
     with sync_env.prod() as prod:
         before = table_snapshot(prod, "web_pages")
     env = {**cli_env, "WEBSYNC_DEV_URL": slow_dev_url(sync_env, THE_DELTA)}
-    err = tmp_path / "sync.err"
-    proc = start_websync(env, "sync", stderr=err)
-    try:
-        wait_for(lambda: dev_copies(sync_env, "select%"), "dev to look for the web_pages rows prod lacks", 60)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(30)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    stderr = err.read_text()
+    code, took, stderr = sync_signalled_when(
+        env, tmp_path, lambda: dev_copies(sync_env, "select%"), "dev to look for the web_pages rows prod lacks",
+        signal.SIGINT)
     print(f"exited {took:.2f} s after the signal")
     assert not dev_copies(sync_env, "%"), "dev still runs the export's statements"
     assert took < 3 and code == 130, stderr

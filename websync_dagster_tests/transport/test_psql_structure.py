@@ -25,7 +25,7 @@ from websync_dagster.core.settings import Settings
 from websync_dagster.demo.postgres import EmbeddedPostgres, server_bin_dir
 from websync_dagster.engine.load import refused_by_a_row
 from websync_dagster.transport import make_transport
-from websync_dagster.transport.base import ProdSession, Query, Statement
+from websync_dagster.transport.base import Query, Statement
 from websync_dagster.transport.psql import PsqlError, PsqlSession, psql_error
 from websync_dagster_tests.conftest import (
     CONTAINER,
@@ -45,6 +45,7 @@ from websync_dagster_tests.engine.test_refusals import (
 from websync_dagster_tests.helpers import sync_all
 from websync_dagster_tests.sshd import make_traversable
 from websync_dagster_tests.test_faults import SyncInThread, _install_pause, _pause_lock_held, _paused_backend
+from websync_dagster_tests.transport.test_steps import _Session
 
 FRENCH = "fr_FR.UTF-8"
 FRENCH_CONTAINER = "moncabinet-postgres-fr"
@@ -211,23 +212,10 @@ def test_a_french_prod_rejects_a_row_with_its_french_reason_and_a_cut_is_still_a
 # -------------------------------------------------------------------------------- errors by their SQLSTATE
 
 
-class _NoLink(ProdSession):
-    """The seam's classification of errors, without a connection."""
-
-    def query(self, query):  # pragma: no cover - not used
-        raise NotImplementedError
-
-    def copy_out(self, query):  # pragma: no cover - not used
-        raise NotImplementedError
-
-    def run_transaction(self, steps):  # pragma: no cover - not used
-        raise NotImplementedError
-
-
 def _lost(error: BaseException) -> bool:
     wrapped = TableSyncError("web_pages", "load into prod failed")
     wrapped.__cause__ = error
-    return _NoLink().connection_lost(wrapped)
+    return _Session().connection_lost(wrapped)
 
 
 # psql's stderr as psql 15 (Debian, NLS) and 16 (bundled) print it with VERBOSITY=verbose; status is psql's
