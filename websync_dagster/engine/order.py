@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from graphlib import CycleError, TopologicalSorter
 
 from websync_dagster.core.errors import ConfigError
 from websync_dagster.engine.catalog import TableInfo
@@ -17,16 +18,20 @@ def dependencies(catalog: Mapping[str, TableInfo]) -> dict[str, set[str]]:
 
 
 def fk_order(catalog: Mapping[str, TableInfo]) -> list[str]:
-    """Tables sorted so that every table comes after those it references; ties keep catalog order."""
-    deps = dependencies(catalog)
+    """Tables sorted so that every table comes after those it references: each round of tables whose
+    references are all placed keeps catalog order (a stable order, so runs and logs read the same)."""
+    position = {name: i for i, name in enumerate(catalog)}
+    sorter = TopologicalSorter(dependencies(catalog))
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        cycle = sorted(set(exc.args[1]))
+        raise ConfigError(f"foreign keys form a cycle among tables {', '.join(cycle)}") from None
     ordered: list[str] = []
-    pending = list(catalog)
-    while pending:
-        ready = [t for t in pending if deps[t] <= set(ordered)]
-        if not ready:
-            raise ConfigError(f"foreign keys form a cycle among tables {', '.join(sorted(pending))}")
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
         ordered.extend(ready)
-        pending = [t for t in pending if t not in ready]
+        sorter.done(*ready)
     return ordered
 
 
