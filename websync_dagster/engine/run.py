@@ -8,9 +8,7 @@ steps of one Dagster run share one SSH connection instead of shaking hands nine 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import socket
 import threading
 import time
 import uuid
@@ -25,9 +23,10 @@ import psycopg
 from websync_dagster.core.errors import ConfigError, SyncError, TableSyncError, first_line
 from websync_dagster.core.settings import Settings
 from websync_dagster.engine.catalog import read_catalog
+from websync_dagster.engine.dev_side import DevSide, PsycopgDev
 from websync_dagster.engine.diff import TableDiff, diff_table
 from websync_dagster.engine.diff_cache import DiffCache
-from websync_dagster.engine.export import ExportResult, export_path, export_table
+from websync_dagster.engine.export import ExportResult, export_path
 from websync_dagster.engine.failure import ExportFailed, internal_error, is_bug, link_reason
 from websync_dagster.engine.follow import FollowedFile
 from websync_dagster.engine.load import LoadResult, load_export, load_followed
@@ -66,11 +65,16 @@ def checked_run_id(run_id: str | None) -> str:
 
 
 class SyncContext:
-    """Connections and plans for one run; close() (or ``with``) releases them."""
+    """Connections and plans for one run; close() (or ``with``) releases them.
 
-    def __init__(self, settings: Settings) -> None:
+    ``transport`` and ``dev``: how prod is reached and dev read, when not from ``settings`` (the fast tests
+    give in-memory ones)."""
+
+    def __init__(self, settings: Settings, *, transport: ProdTransport | None = None,
+                 dev: DevSide | None = None) -> None:
         self.settings = settings
-        self._transport: ProdTransport | None = None
+        self._transport: ProdTransport | None = transport
+        self.dev_side: DevSide = dev if dev is not None else PsycopgDev(lambda: self.dev)
         self._stack = contextlib.ExitStack()
         self._prod_stack = contextlib.ExitStack()
         self._dev: psycopg.Connection | None = None
@@ -141,7 +145,7 @@ class SyncContext:
     def planning(self) -> Planning:
         """Each synced table's plan or planning error, in FK order, read once per context."""
         if self._planning is None:
-            self._planning = plan_each_table(PsycopgSession(self.dev), self.prod, self.settings.tables)
+            self._planning = plan_each_table(self.dev_side.catalog(), self.prod, self.settings.tables)
         return self._planning
 
     def plans(self) -> dict[str, TablePlan]:
@@ -178,12 +182,12 @@ def run_export(
         path = export_path(ctx.settings.export_dir, table, checked_run_id(run_id))
         try:
             if scope == "all":
-                dev_columns = read_catalog(PsycopgSession(ctx.dev), [table], side="dev")[table].column_names
-                return export_table(ctx.dev, table, dev_columns, path, report=report)
+                dev_columns = read_catalog(ctx.dev_side.catalog(), [table], side="dev")[table].column_names
+                return ctx.dev_side.export(table, dev_columns, path, report=report)
             plan = ctx.plan(table)
             keys = prod_keys(ctx.prod, plan, ctx.planning().prod_digests)
-            return export_table(ctx.dev, table, plan.shipped, path, prod_keys=keys,
-                                overrides=plan.overrides, report=report, follow=follow)
+            return ctx.dev_side.export(table, plan.shipped, path, prod_keys=keys, overrides=plan.overrides,
+                                       report=report, follow=follow)
         except SyncError:
             raise
         except Exception as exc:  # a connection lost mid-COPY, a full disk...: one line naming the table
@@ -262,7 +266,8 @@ class _ExportThread:
 
     def __init__(self, ctx: SyncContext, table: str, run_id: str, report: Reporter | None) -> None:
         self.followed = FollowedFile()
-        self._dev = ctx.dev  # the export's connection (reopened here if broken), cancelled from the load's thread
+        # the export's link to dev (reopened here if broken), ended from the load's thread
+        self._stopper = ctx.dev_side.stopper()
         self._result: ExportResult | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(ctx, table, run_id, report),
@@ -302,18 +307,11 @@ class _ExportThread:
         deadline = time.monotonic() + EXPORT_STOP_S
         while self._thread.is_alive() and time.monotonic() < deadline:
             with contextlib.suppress(Exception):
-                self._dev.cancel_safe(timeout=EXPORT_STOP_S)
+                self._stopper.cancel(timeout=EXPORT_STOP_S)
             self._thread.join(EXPORT_CANCEL_EVERY_S)
         if self._thread.is_alive():
-            self._shut_down(self._dev)
+            self._stopper.shut_down()
             self._thread.join(EXPORT_CANCEL_EVERY_S)
-
-    @staticmethod
-    def _shut_down(conn: psycopg.Connection) -> None:
-        """Break ``conn``'s socket under the thread blocked on it (closing the connection from here would
-        free what that thread is using)."""
-        with contextlib.suppress(Exception), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass
