@@ -84,10 +84,13 @@ def _check_specs(table: str) -> list[AssetCheckSpec]:
     ]
 
 
-REINDEX_SPEC = AssetSpec(
-    REINDEX_KEY, group_name=REINDEX_GROUP, kinds={"http"}, deps=[prod_key(t) for t in REINDEXED_TABLES],
-    description="Asks prod to re-index (WEBSYNC_REINDEX_URL/METHOD/TOKEN), from the VPS over SSH or directly.",
-)
+def _reindex_spec() -> AssetSpec:
+    """Built by ``build_sync_assets`` (not a module constant: ``load_from_defs_folder`` would take a module's
+    spec for an asset of its own)."""
+    return AssetSpec(
+        REINDEX_KEY, group_name=REINDEX_GROUP, kinds={"http"}, deps=[prod_key(t) for t in REINDEXED_TABLES],
+        description="Asks prod to re-index (WEBSYNC_REINDEX_URL/METHOD/TOKEN), from the VPS over SSH or directly.",
+    )
 
 
 def freshness_policy(warn_after_h: float, fail_after_h: float) -> FreshnessPolicy:
@@ -101,7 +104,7 @@ def build_sync_assets(freshness: FreshnessPolicy | None = None) -> AssetsDefinit
 
     @multi_asset(
         name="sync_to_prod",
-        specs=[*(spec for table in DEFAULT_TABLES for spec in _table_specs(table, freshness)), REINDEX_SPEC],
+        specs=[*(spec for table in DEFAULT_TABLES for spec in _table_specs(table, freshness)), _reindex_spec()],
         check_specs=[spec for table in DEFAULT_TABLES for spec in _check_specs(table)],
         can_subset=True,
         pool="prod_sync",

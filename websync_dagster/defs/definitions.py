@@ -6,7 +6,7 @@ from dagster import Definitions
 
 from websync_dagster.core.settings import LocationOptions
 from websync_dagster.defs.assets import build_sync_assets, freshness_policy
-from websync_dagster.defs.jobs import READ_ONLY_JOBS, build_asset_jobs
+from websync_dagster.defs.jobs import build_asset_jobs, build_read_only_jobs
 from websync_dagster.defs.resources import WebsyncResource
 from websync_dagster.defs.schedules import build_nightly_schedule
 from websync_dagster.defs.sensors import build_diff_sensor
@@ -16,7 +16,7 @@ def build_definitions(options: LocationOptions) -> Definitions:
     jobs = build_asset_jobs(options.tables)
     return Definitions(
         assets=[build_sync_assets(freshness_policy(options.freshness_warn_h, options.freshness_fail_h))],
-        jobs=[jobs.websync_job, jobs.export_job, *READ_ONLY_JOBS],
+        jobs=[jobs.websync_job, jobs.export_job, *build_read_only_jobs()],
         schedules=[build_nightly_schedule(jobs.websync_job, options.nightly_cron)],
         sensors=[build_diff_sensor(jobs.websync_job, options.diff_interval_s)],
         resources={"websync": WebsyncResource()},

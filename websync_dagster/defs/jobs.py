@@ -1,5 +1,5 @@
 """The four modes as jobs: ``websync_job`` and ``export_job`` over the synced tables' assets, and the
-read-only ``status_job`` and ``diff_job``."""
+read-only ``status_job`` and ``diff_job``, each built by a function (see ``build_read_only_jobs``)."""
 
 from __future__ import annotations
 
@@ -44,14 +44,17 @@ def build_asset_jobs(tables: Sequence[str]) -> AssetJobs:
     )
 
 
-@job(executor_def=in_process_executor, description="Prod's row counts and crawl sources.")
-def status_job() -> None:
-    prod_status()
+def build_read_only_jobs() -> tuple[JobDefinition, ...]:
+    """``status_job`` and ``diff_job``, built here rather than at module level: ``load_from_defs_folder`` takes
+    every job a module of the defs folder holds, and the definitions module assembles these itself."""
 
+    @job(executor_def=in_process_executor, description="Prod's row counts and crawl sources.")
+    def status_job() -> None:
+        prod_status()
 
-@job(executor_def=in_process_executor, description="Dev vs prod per table: counts, missing in prod, only in prod.")
-def diff_job() -> None:
-    dev_prod_diff()
+    @job(executor_def=in_process_executor,
+         description="Dev vs prod per table: counts, missing in prod, only in prod.")
+    def diff_job() -> None:
+        dev_prod_diff()
 
-
-READ_ONLY_JOBS: tuple[JobDefinition, ...] = (status_job, diff_job)
+    return status_job, diff_job
