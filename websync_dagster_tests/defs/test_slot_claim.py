@@ -212,8 +212,9 @@ def test_two_syncs_started_together_one_runs_the_other_waits_bounded_and_says_fo
                         r"\(WEBSYNC_WAIT_S\); nothing was run", line), loser_err
     assert no_stack_trace(loser_err)
     assert loser_err.splitlines() == [*waiting, line]
-    assert ended - waiting_seen[finished[0]] < WAIT_S + 3  # bounded by WEBSYNC_WAIT_S
-    assert ended - started < WAIT_S + 25
+    # bounded by WEBSYNC_WAIT_S from its first waiting line (how long two processes take to start on a loaded
+    # machine is not what this test is about: it once took 31 s there)
+    assert ended - waiting_seen[finished[0]] < WAIT_S + 3
     instance = DagsterInstance.from_config(str(home))
     assert [r.status for r in instance.get_runs()] == [DagsterRunStatus.SUCCESS]
     assert not instance.event_log_storage.get_concurrency_run_ids()
