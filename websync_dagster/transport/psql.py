@@ -20,18 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import secrets
 import threading
-import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import psycopg
-import zstandard
 from psycopg import sql
 
-from websync_dagster.core.errors import ConfigError, SyncError
+from websync_dagster.core.errors import ConfigError
 from websync_dagster.core.settings import Settings
 from websync_dagster.transport.base import (
     CopyIn,
@@ -45,142 +41,22 @@ from websync_dagster.transport.base import (
     session_application_name,
 )
 from websync_dagster.transport.direct import session_timeouts
+from websync_dagster.transport.psql_errors import PsqlError, psql_error
+from websync_dagster.transport.psql_script import (
+    DONE,
+    MARK_LINE,
+    Compressor,
+    committed,
+    escape_terminator_lines,
+    marked_query,
+    output_lines,
+    restore_terminator_lines,
+    sql_text,
+)
 from websync_dagster.transport.ssh import RemoteResult, SshConnection, SshError, SshTransport, remote_failure
 
 #: ``VERBOSITY=verbose``: libpq prints each server error as ``<severity>:  <SQLSTATE>: <message>``
 PSQL_OPTIONS = "-X -q -A -t -v ON_ERROR_STOP=1 -v VERBOSITY=verbose"
-_MARK = "__websync_result_{}__"
-_MARK_LINE = re.compile(r"__websync_result_(\w+)__")
-_DONE = "__websync_committed__"
-_TERMINATOR_LINE = re.compile(rb"^\\\.(?=\r?$)", re.MULTILINE)
-#: a server error as libpq prints it (after psql's ``psql:<file>:<line>: `` when reading a file): the severity
-#: word is translated with prod's lc_messages (``ERREUR``, ``FEHLER``; one word in every language PostgreSQL
-#: ships), the SQLSTATE never is
-_STATE_LINE = re.compile(r"^(?:psql:.*?:\d+: )?[^\s:]+:  (?P<state>[0-9A-Z]{5}): (?P<message>.*)$")
-#: a server error without its SQLSTATE: one sent while psql connects, before the verbosity applies
-_SEVERITY_LINE = re.compile(r"(?:^|: )[^\s:]+:  (?P<message>\S.*)$")
-#: SQLSTATE classes that are not errors: success, warning, no data (a NOTICE or WARNING printed before the error)
-_NOT_ERRORS = ("00", "01", "02")
-#: psql's exit status when its connection to the server went bad (EXIT_BADCONN; 3: an error in the script
-#: under ON_ERROR_STOP, 1: psql's own fatal error such as a missing file)
-EXIT_BADCONN = 2
-
-
-class PsqlError(SyncError, psycopg.Error):
-    """psql on the VPS reported an error. ``sqlstate`` is prod's code for it (None when psql printed none), so
-    the engine's classifiers read it as they read a psycopg error's: a row's refusal by its class, a lost
-    link by 08xxx, 57P01... (``ProdSession.connection_lost``)."""
-
-    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
-
-
-class PsqlConnectionLost(PsqlError, psycopg.OperationalError):
-    """psql's connection went bad (exit status 2) and the server said nothing: libpq's own message (the
-    server closed the connection, could not connect). Like psycopg's OperationalError without a sqlstate, it
-    is a lost link; what the script had not committed was rolled back."""
-
-
-def psql_error(status: int, stderr: str, *, where: str, otherwise: str) -> PsqlError:
-    """The error that psql's exit ``status`` and ``stderr`` report, read by their structure, not by words
-    (which are translated): the first line with an error's SQLSTATE gives its code and message; without one,
-    exit status 2 says that the connection went bad. ``where`` prefixes the message; ``otherwise`` is the
-    message when psql printed no server message at all (the remote command itself failed)."""
-    lines = stderr.split("\n")
-    for line in lines:
-        match = _STATE_LINE.match(line)
-        if match and match["state"][:2] not in _NOT_ERRORS:
-            return PsqlError(f"{where}: {match['message'].strip()}", sqlstate=match["state"])
-    said = next((m["message"].strip() for m in map(_SEVERITY_LINE.search, lines) if m), None)
-    if status == EXIT_BADCONN:
-        said = said or next((line.strip() for line in lines if line.strip()), f"psql exit status {status}")
-        return PsqlConnectionLost(f"{where}: {said}")
-    return PsqlError(f"{where}: {said}" if said else otherwise)
-
-
-def _sql_text(query: sql.Composable) -> str:
-    return query.as_string(None)
-
-
-#: zstd level of the script stream: 9 sends ~14% fewer bytes than 3 (0.225 vs 0.262 of the CSV) and still
-#: compresses ~4x faster than a 20 Mbit/s uplink drains; above 12 the CPU explodes for 1-2% fewer bytes
-ZSTD_LEVEL = 9
-
-
-class _Compressor:
-    """Streaming compression of what is sent to the VPS, and the command that undoes it there."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.raw_bytes = 0
-        self.sent_bytes = 0
-        if kind == "zstd":
-            self._obj: Any = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
-        else:
-            self._obj = zlib.compressobj(1, zlib.DEFLATED, 31)
-
-    @property
-    def remote_command(self) -> str:
-        return "zstd -dcq" if self.kind == "zstd" else "gzip -dc"
-
-    def compress(self, data: bytes) -> bytes:
-        self.raw_bytes += len(data)
-        out = self._obj.compress(data)
-        self.sent_bytes += len(out)
-        return out
-
-    def flush(self) -> bytes:
-        out = self._obj.flush()
-        self.sent_bytes += len(out)
-        return out
-
-
-def escape_terminator_lines(chunks: Iterable[bytes], token: bytes, found: list[bool]) -> Iterator[bytes]:
-    """Replace each line that is exactly ``\\.`` by ``token`` (sets ``found[0]`` when one was seen)."""
-    carry = b""
-    for chunk in chunks:
-        data = carry + chunk
-        cut = data.rfind(b"\n") + 1
-        carry, whole = data[cut:], data[:cut]
-        if whole:
-            replaced, n = _TERMINATOR_LINE.subn(token, whole)
-            found[0] = found[0] or n > 0
-            yield replaced
-    if carry:
-        replaced, n = _TERMINATOR_LINE.subn(token, carry)
-        found[0] = found[0] or n > 0
-        yield replaced if replaced.endswith(b"\n") else replaced + b"\n"
-
-
-def _restore_terminator_lines(copy: CopyIn, token: str) -> bytes:
-    statements = [
-        sql.SQL("UPDATE {t} SET {c} = replace({c}, {token}, {dot}) WHERE strpos({c}, {token}) > 0;\n").format(
-            t=copy.table, c=sql.Identifier(c), token=sql.Literal(token), dot=sql.Literal("\\.")
-        )
-        for c in copy.columns
-    ]
-    return "".join(_sql_text(s) for s in statements).encode()
-
-
-def _marked_query(mark: str, query: sql.Composable) -> bytes:
-    """A query whose JSON result is printed after a marker line, between stretches of silenced output."""
-    text = _sql_text(as_json_rows(query))
-    return f"\\o\n\\echo {_MARK.format(mark)}\n{text};\n\\o /dev/null\n".encode()
-
-
-def _committed(lines: list[str]) -> bool:
-    """Whether psql's last line of output is the end marker, which it echoes only after ``COMMIT`` succeeded."""
-    return bool(lines) and lines[-1] == _DONE
-
-
-def _output_lines(out: str) -> list[str]:
-    """psql's output, line by line. Only ``\\n`` ends a line: a value may hold U+2028 and the like, which
-    ``splitlines`` would also split on."""
-    lines = out.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
 
 
 class PsqlSession(ProdSession):
@@ -224,7 +100,7 @@ class PsqlSession(ProdSession):
         }
         statements = (sql.SQL("SET {} = {};\n").format(sql.SQL(name), sql.Literal(value))
                       for name, value in settings.items())
-        return ("\\o /dev/null\n" + "".join(map(_sql_text, statements)) + "\\o\n").encode()
+        return ("\\o /dev/null\n" + "".join(map(sql_text, statements)) + "\\o\n").encode()
 
     def _fail(self, status: int, stderr: bytes) -> PsqlError:
         text = self.ssh.redactor(stderr.decode("utf-8", "replace"))
@@ -244,7 +120,7 @@ class PsqlSession(ProdSession):
         return result.stdout
 
     def query(self, query: sql.Composable) -> list[dict[str, Any]]:
-        out = self._run_script((_sql_text(as_json_rows(query)) + ";\n").encode())
+        out = self._run_script((sql_text(as_json_rows(query)) + ";\n").encode())
         text = out.decode("utf-8").strip()
         if not text:
             raise PsqlError(f"prod (psql on {self.ssh.settings.host}) returned nothing for a query")
@@ -252,7 +128,7 @@ class PsqlSession(ProdSession):
 
     def copy_out(self, query: sql.Composable) -> Iterator[bytes]:
         channel = self.ssh.open_exec(self._psql())
-        channel.sendall(self._prelude() + (_sql_text(query) + ";\n").encode())
+        channel.sendall(self._prelude() + (sql_text(query) + ";\n").encode())
         channel.shutdown_write()
         stderr: list[bytes] = []
         reader = threading.Thread(target=lambda: stderr.append(channel.makefile_stderr("rb").read()), daemon=True)
@@ -271,25 +147,25 @@ class PsqlSession(ProdSession):
         yield self._prelude() + b"\\o /dev/null\nBEGIN;\n"
         for step in steps:
             if isinstance(step, Statement):
-                yield (_sql_text(step.query) + ";\n").encode()
+                yield (sql_text(step.query) + ";\n").encode()
             elif isinstance(step, Query):
-                yield _marked_query(step.name, step.query)
+                yield marked_query(step.name, step.query)
             elif isinstance(step, CopyIn):
                 token = f"@@websync-dot-line-{secrets.token_hex(8)}@@"
                 found = [False]
-                yield (_sql_text(step.query) + ";\n").encode()
+                yield (sql_text(step.query) + ";\n").encode()
                 yield from escape_terminator_lines(step.source(), token.encode(), found)
                 yield b"\\.\n"
                 if found[0]:
-                    yield _restore_terminator_lines(step, token)
+                    yield restore_terminator_lines(step, token)
                 # psql (quiet) does not print COPY's row count; it only ever copies into a fresh staging
                 # table, whose row count is the COPY's
-                yield _marked_query(step.name, sql.SQL("SELECT count(*) AS rows FROM {}").format(step.table))
-        yield f"COMMIT;\n\\o\n\\echo {_DONE}\n".encode()
+                yield marked_query(step.name, sql.SQL("SELECT count(*) AS rows FROM {}").format(step.table))
+        yield f"COMMIT;\n\\o\n\\echo {DONE}\n".encode()
 
     def run_transaction(self, steps: Sequence[Step]) -> Results:
         check_step_names(steps)
-        compressor = _Compressor(self.compression)
+        compressor = Compressor(self.compression)
         channel = self.ssh.open_exec(f"{compressor.remote_command} | {self._psql()}")
         outputs: dict[str, bytes] = {}
 
@@ -323,7 +199,7 @@ class PsqlSession(ProdSession):
         stderr = outputs.get("err", b"")
         if status != 0:
             raise self._fail(status, stderr)
-        if not _committed(_output_lines(out)):  # psql read the end of its input before COMMIT: rolled back
+        if not committed(output_lines(out)):  # psql read the end of its input before COMMIT: rolled back
             said = self.ssh.redactor(stderr.decode("utf-8", "replace")).strip().splitlines()
             raise PsqlError(f"prod (psql on {self.ssh.settings.host}) ended before the transaction committed, "
                             f"so it was rolled back ({said[-1].strip() if said else 'nothing on stderr'})")
@@ -336,14 +212,14 @@ class PsqlSession(ProdSession):
         Markers count only as whole lines. A result is ``json_agg``'s JSON, which never holds a raw newline
         (JSON escapes it inside a string; json_agg breaks lines only between elements, each line then starting
         with ``{``, ``[`` or a space), so no line of a result is a marker, whatever text the rows hold."""
-        lines = _output_lines(out)
-        if not _committed(lines):
+        lines = output_lines(out)
+        if not committed(lines):
             raise PsqlError("psql's output did not report that the transaction committed (no end marker line)")
         results = Results()
         name: str | None = None
         body: list[str] = []
         for line in lines[:-1]:
-            marker = _MARK_LINE.fullmatch(line)
+            marker = MARK_LINE.fullmatch(line)
             if marker:
                 if name is not None:
                     results[name] = json.loads("\n".join(body))

@@ -1,7 +1,7 @@
 """SSH connection to the prod host with paramiko: host keys verified, clear one-line errors.
 
 Host keys are judged against ``known_hosts`` with OpenSSH's rules (``known_hosts.py``): no key is
-loaded into paramiko, so every connection goes through ``_VerifyHostKey``. An unknown, changed or
+loaded into paramiko, so every connection goes through ``host_key_policy.VerifyHostKey``. An unknown, changed or
 revoked key is refused during the key exchange, before any credential or data is sent, and the message
 shows the fingerprint the server presented. ``VPS_HOST_KEY_SHA256`` pins one key instead.
 """
@@ -9,175 +9,24 @@ shows the fingerprint the server presented. ``VPS_HOST_KEY_SHA256`` pins one key
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import shlex
 import socket
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import paramiko
-from paramiko.compress import ZlibDecompressor
 
-from websync_dagster.core.errors import SyncError
 from websync_dagster.core.redact import Redactor
 from websync_dagster.core.settings import Settings, SshSettings
 from websync_dagster.transport.base import ProdTransport
-from websync_dagster.transport.known_hosts import (
-    HostKeyCheck,
-    KnownHosts,
-    Verdict,
-    blob_fingerprint,
-    check_host_key,
-    known_hosts_name,
-    parse_known_hosts,
-)
+from websync_dagster.transport.host_key_policy import SshError, VerifyHostKey, read_known_hosts
+from websync_dagster.transport.ssh_wire import CountingSocket, open_socket, transport_class
 
 CONNECT_TIMEOUT_S = 15
 KEEPALIVE_S = 15
-#: bigger windows and packets than paramiko's defaults (2 MB, 32 KB): fewer round trips and less
-#: per-packet Python work on a bulk COPY stream (OpenSSH accepts packets up to 256 KB)
-WINDOW_BYTES = 16 * 1024 * 1024
-MAX_PACKET_BYTES = 128 * 1024
 _log = logging.getLogger(__name__)
-
-
-class SshError(SyncError):
-    """The prod host cannot be reached or refused us."""
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """``SHA256:<base64>`` as ``ssh-keygen -l`` prints it."""
-    return blob_fingerprint(key.asbytes())
-
-
-def _read_known_hosts(path: str, host: str) -> KnownHosts:
-    if not os.path.isfile(path):
-        raise SshError(f"known_hosts file {path} does not exist: cannot verify {host}'s host key")
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return parse_known_hosts(f.read(), path)
-    except OSError as exc:
-        raise SshError(f"cannot read known_hosts file {path}: {exc.strerror or exc}") from None
-
-
-class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
-    """Judges every host key (paramiko holds none): the pinned fingerprint when there is one, else
-    ``known_hosts`` as OpenSSH reads it. Anything but an accepted key raises, before authentication."""
-
-    def __init__(self, settings: SshSettings, known_hosts: str, known: KnownHosts | None) -> None:
-        self.where = f"{settings.host}:{settings.port}"
-        self.name = known_hosts_name(settings.host, settings.port)
-        self.known_hosts = known_hosts
-        self.known = known
-        self.pin = settings.host_key_sha256
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        presented = f"{key.get_name()} {fingerprint(key)}"
-        if self.known is None:  # VPS_HOST_KEY_SHA256 is set: the pin alone decides
-            if fingerprint(key) == self.pin:
-                return
-            raise SshError(f"host key of {self.name} does not match VPS_HOST_KEY_SHA256: presented {presented}, "
-                           f"pinned {self.pin}; refused before authenticating")
-        for note in self.known.skipped:
-            _log.debug(note)
-        check = check_host_key(self.known, self.name, key.asbytes())
-        for note in check.notes:
-            _log.warning(note)
-        if check.verdict is not Verdict.ACCEPTED:
-            raise SshError(self._refusal(check, presented))
-
-    def _refusal(self, check: HostKeyCheck, presented: str) -> str:
-        line = check.line
-        if check.verdict is Verdict.REVOKED and line is not None:
-            return (f"host key of {self.where} is REVOKED: presented {presented} is marked @revoked in "
-                    f"{self.known_hosts} line {line.lineno}; refused before authenticating")
-        if check.verdict is Verdict.CHANGED and line is not None:
-            return (f"host key of {self.where} CHANGED: presented {presented}, {self.known_hosts} line "
-                    f"{line.lineno} has {blob_fingerprint(line.blob)}; refused before authenticating")
-        return (f"host {self.name} is not in {self.known_hosts}: presented {presented}; refused before "
-                f"authenticating (add it with ssh-keyscan after checking the fingerprint, or set VPS_HOST_KEY_SHA256)")
-
-
-#: zlib methods of SSH compression (``zlib@openssh.com`` starts after authentication, ``zlib`` at once)
-ZLIB_METHODS = ("zlib@openssh.com", "zlib")
-
-
-class SyncFlushZlibCompressor:
-    """SSH's zlib compression that keeps its history from one packet to the next.
-
-    paramiko's ``ZlibCompressor`` ends each packet with ``Z_FULL_FLUSH``, which also empties the history:
-    every packet (32 kB) is compressed as if it were the first, and CSV's repeats across packets are sent
-    again. ``Z_SYNC_FLUSH`` ends each packet on a byte boundary as SSH requires and keeps the history
-    (OpenSSH sends ``Z_PARTIAL_FLUSH``); the peer's inflate reads one stream either way.
-    """
-
-    def __init__(self, level: int) -> None:
-        self.z = zlib.compressobj(level)
-
-    def __call__(self, data: bytes) -> bytes:
-        return self.z.compress(data) + self.z.flush(zlib.Z_SYNC_FLUSH)
-
-
-class FastTransport(paramiko.Transport):
-    """paramiko's Transport with larger windows for bulk transfers (compression: ``transport_class``)."""
-
-    def __init__(self, sock: socket.socket, **kwargs: object) -> None:
-        super().__init__(sock, default_window_size=WINDOW_BYTES, default_max_packet_size=MAX_PACKET_BYTES,
-                         **kwargs)  # type: ignore[arg-type]
-
-
-@functools.cache
-def transport_class(level: int) -> type[FastTransport]:
-    """A ``FastTransport`` whose zlib compression is ``SyncFlushZlibCompressor`` at ``level`` (0: stored).
-
-    The one use of paramiko's private API, fenced here: the class attribute ``Transport._compression_info``
-    (method name -> compressor and decompressor factories), read and overridden for the zlib methods.
-    ``websync_dagster_tests/transport/test_paramiko_private.py`` fails if an upgrade changes it, before a
-    sync would silently compress the old way or break.
-    """
-    table = dict(paramiko.Transport._compression_info)
-    for name in ZLIB_METHODS:
-        table[name] = (functools.partial(SyncFlushZlibCompressor, level), ZlibDecompressor)
-    return type(f"FastTransportZlib{level}", (FastTransport,), {"_compression_info": table})
-
-
-class CountingSocket(socket.socket):
-    """A TCP socket that counts the bytes it moves: what really crosses the link, after SSH compression."""
-
-    sent = 0
-    received = 0
-
-    def send(self, data, *args):  # type: ignore[no-untyped-def, override]
-        n = super().send(data, *args)
-        self.sent += n
-        return n
-
-    def sendall(self, data, *args):  # type: ignore[no-untyped-def, override]
-        super().sendall(data, *args)
-        self.sent += len(data)
-
-    def recv(self, size, *args):  # type: ignore[no-untyped-def, override]
-        data = super().recv(size, *args)
-        self.received += len(data)
-        return data
-
-
-def _open_socket(host: str, port: int) -> CountingSocket:
-    """Connect like socket.create_connection, into a CountingSocket."""
-    error: OSError | None = None
-    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        sock = CountingSocket(family, kind, proto)
-        sock.settimeout(CONNECT_TIMEOUT_S)
-        try:
-            sock.connect(address)
-            return sock
-        except OSError as exc:
-            sock.close()
-            error = exc
-    raise error or OSError(f"no address for {host}")
 
 
 @dataclass
@@ -208,12 +57,12 @@ class SshConnection:
     def connect(self) -> SshConnection:
         s = self.settings
         known_hosts = os.path.expanduser(s.known_hosts)
-        known = None if s.host_key_sha256 else _read_known_hosts(known_hosts, s.host)
-        self.client.set_missing_host_key_policy(_VerifyHostKey(s, known_hosts, known))
+        known = None if s.host_key_sha256 else read_known_hosts(known_hosts, s.host)
+        self.client.set_missing_host_key_policy(VerifyHostKey(s, known_hosts, known))
         use_password = bool(s.password)
         pkey = self._load_key() if s.key_file else None
         try:
-            self.sock = _open_socket(s.host, s.port)
+            self.sock = open_socket(s.host, s.port, CONNECT_TIMEOUT_S)
             self.client.connect(
                 s.host,
                 port=s.port,

@@ -28,14 +28,8 @@ from websync_dagster.core.errors import ConfigError, SyncError
 from websync_dagster.core.redact import safe_url
 from websync_dagster.core.settings import Settings
 from websync_dagster.transport.direct import PsycopgSession, connect, prod_session_params
-from websync_dagster.transport.ssh import (
-    MAX_PACKET_BYTES,
-    WINDOW_BYTES,
-    SshConnection,
-    SshError,
-    SshTransport,
-    remote_failure,
-)
+from websync_dagster.transport.ssh import SshConnection, SshError, SshTransport, remote_failure
+from websync_dagster.transport.ssh_wire import MAX_PACKET_BYTES, WINDOW_BYTES
 
 _DOCKER_HOST = re.compile(r"^(?P<scheme>[a-z]+://)(?P<userinfo>[^@/]*@)?docker:(?P<container>[A-Za-z0-9][\w.-]*)"
                           r"(?::(?P<port>\d+))?(?P<rest>/.*)?$")

@@ -10,7 +10,7 @@ import paramiko
 import pytest
 from paramiko.compress import ZlibCompressor, ZlibDecompressor
 
-from websync_dagster.transport.ssh import ZLIB_METHODS, FastTransport, transport_class
+from websync_dagster.transport.ssh_wire import ZLIB_METHODS, FastTransport, transport_class
 
 CSV_LIKE = b"".join(b"page %d: texte juridique, fasl %d\n" % (i, i % 97) for i in range(20000)) + os.urandom(4096)
 

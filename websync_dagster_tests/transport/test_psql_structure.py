@@ -26,7 +26,8 @@ from websync_dagster.demo.postgres import EmbeddedPostgres, server_bin_dir
 from websync_dagster.engine.load import refused_by_a_row
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import Query, Statement
-from websync_dagster.transport.psql import PsqlError, PsqlSession, psql_error
+from websync_dagster.transport.psql import PsqlSession
+from websync_dagster.transport.psql_errors import PsqlError, psql_error
 from websync_dagster_tests.conftest import (
     CONTAINER,
     PROD_PASSWORD,

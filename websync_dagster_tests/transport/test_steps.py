@@ -8,7 +8,8 @@ from psycopg import sql
 
 from websync_dagster.core.errors import TableSyncError
 from websync_dagster.transport.base import CopyIn, ProdSession, Query, Results, Statement, check_step_names
-from websync_dagster.transport.psql import PsqlSession, escape_terminator_lines
+from websync_dagster.transport.psql import PsqlSession
+from websync_dagster.transport.psql_script import escape_terminator_lines
 
 
 def test_results_are_read_by_name_and_a_missing_name_says_which_exist():
