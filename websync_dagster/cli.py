@@ -67,7 +67,9 @@ with collector_paused(then_freeze=True):
         run_tags,
         wait_for_pools,
     )
+    from websync_dagster.defs.log_events import event_of
     from websync_dagster.engine.dry_run import dry_run
+    from websync_dagster.engine.events import TableFailed
     from websync_dagster.engine.run import run_diff
     from websync_dagster.terminal import MessageView
 
@@ -258,6 +260,12 @@ class _MessagesOnly(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None) or {}
         if meta.get("dagster_event") is not None:
+            return
+        event = event_of(record)
+        if isinstance(event, TableFailed):  # the CLI prints each failure once the run is over, one per cause
+            return
+        if event is not None:
+            self.view.show(event)
             return
         text = meta.get("orig_message", record.getMessage())
         if record.levelno >= logging.WARNING:
