@@ -21,15 +21,19 @@ if TYPE_CHECKING:
 
 
 def outcome_events(run: TableRun, redact: Redactor | None = None) -> list[Event]:
-    """A failed table: its ``TableFailed``. A loaded one: the re-export note (if any), the plan's warnings,
-    then ``TableLanded``. A table only exported: ``TableExported``."""
-    if run.error is not None:
-        return [TableFailed(run.table, failure_reason(run.error, run.table, redact))]
+    """A table exported and not loaded (only exported, or its load failed): ``TableExported``, then its
+    ``TableFailed`` if it failed. A loaded one: the re-export note (if any), the plan's warnings, then
+    ``TableLanded``."""
+    told: list[Event] = []
     if run.load is None:
-        export = run.export
-        return [] if export is None else [TableExported(run.table, export.rows, export.scope, export.path)]
+        if run.export is not None:
+            told.append(TableExported(run.table, run.export.rows, run.export.scope, run.export.path))
+        if run.error is not None:
+            told.append(TableFailed(run.table, failure_reason(run.error, run.table, redact)))
+        return told
     outcome, result = run.load, run.load.result
-    told: list[Event] = [TableReexported(run.table, outcome.export.path)] if run.reexported else []
+    if run.reexported:
+        told.append(TableReexported(run.table, outcome.export.path))
     told.extend(TableWarning(run.table, warning) for warning in outcome.plan.warnings)
     told.append(TableLanded(run.table, outcome.export.rows, result.before, result.after, result.inserted,
                             result.already_present, result.skipped_total, result.rejected, result.mode,

@@ -18,9 +18,12 @@ from websync_dagster.engine.events import (
     TableWarning,
     TransferProgress,
 )
-from websync_dagster.engine.failure import failure_reason, internal_error, unit_failure
+from websync_dagster.engine.export import ExportResult
+from websync_dagster.engine.failure import NotLoaded, failure_reason, internal_error, unit_failure
 from websync_dagster.engine.lock_wait import LockWatch
+from websync_dagster.engine.outcome import outcome_events
 from websync_dagster.engine.progress import Progress
+from websync_dagster.engine.run import TableRun
 
 
 def test_transfer_progress_renders_the_progress_line():
@@ -98,3 +101,13 @@ def test_a_lock_watch_that_gives_up_is_a_lock_failure():
     reason = failure_reason(watch.gave_up(3), "web_pages")
     assert reason.kind == "lock"
     assert reason.message.startswith("waited 6 s (WEBSYNC_WAIT_S) for a lock on prod held by another session")
+
+
+def test_a_table_exported_then_stopped_tells_both():
+    export = ExportResult("web_files", "/x/web_files.csv", "delta", 12, 100, "0" * 64, ("id",), 20, 8, {}, 0.1)
+    run = TableRun("web_files", export=export, error=NotLoaded("web_files", "not loaded: web_pages did not land"))
+    assert outcome_events(run) == [
+        TableExported("web_files", 12, "delta", "/x/web_files.csv"),
+        TableFailed("web_files", FailureReason("blocked", "not loaded: web_pages did not land")),
+    ]
+    assert outcome_events(TableRun("web_files", export=export)) == [outcome_events(run)[0]]
