@@ -59,6 +59,7 @@ with collector_paused(then_freeze=True):
     from websync_dagster.core.settings import Settings, load_settings
     from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES, parse_tables
     from websync_dagster.definitions import defs
+    from websync_dagster.defs.failures import ERRORS_KEY, Problem, problem_line
     from websync_dagster.defs.instance import (
         WaitInterrupted,
         WaitTimeout,
@@ -67,7 +68,9 @@ with collector_paused(then_freeze=True):
         run_tags,
         wait_for_pools,
     )
+    from websync_dagster.defs.log_events import event_of
     from websync_dagster.engine.dry_run import dry_run
+    from websync_dagster.engine.events import TableFailed
     from websync_dagster.engine.run import run_diff
     from websync_dagster.terminal import MessageView
 
@@ -208,22 +211,33 @@ def summary_rows(mode: str, result: ExecuteInProcessResult, *, full: bool = Fals
     return list(result.output_for_node("dev_prod_diff")) if result.success else []
 
 
+def problems(result: ExecuteInProcessResult) -> list[Problem]:
+    """The problems the run's steps reported (``{"table": ..., "error": ...}``), from each step failure's
+    metadata (defs/failures.py); a failure without it gives problems of no table."""
+    found: list[Problem] = []
+    for event in result.all_events:
+        if event.event_type != DagsterEventType.STEP_FAILURE:
+            continue
+        data = event.step_failure_data
+        user = data.user_failure_data
+        listed = user.metadata.get(ERRORS_KEY) if user is not None else None
+        if listed is not None:
+            found.extend(listed.value)
+        elif user is not None and user.description:  # a Failure raised elsewhere: a problem per line, of no table
+            found.extend({"table": None, "error": line} for line in user.description.splitlines())
+        elif data.error:  # an error the steps did not turn into a problem: say what it came from
+            root = data.error
+            while root.cause is not None:
+                root = root.cause
+            found.append({"table": None, "error": f"{event.step_key}: {first_line(root.message)}"})
+        else:
+            found.append({"table": None, "error": f"{event.step_key} failed"})
+    return found
+
+
 def failures(result: ExecuteInProcessResult) -> list[str]:
     """One line per problem the run's steps reported."""
-    lines = []
-    for event in result.all_events:
-        if event.event_type == DagsterEventType.STEP_FAILURE:
-            data = event.step_failure_data
-            if data.user_failure_data and data.user_failure_data.description:
-                lines.extend(data.user_failure_data.description.splitlines())  # one line per table
-            elif data.error:  # an error the steps did not turn into a line: say what it came from
-                root = data.error
-                while root.cause is not None:
-                    root = root.cause
-                lines.append(f"{event.step_key}: {first_line(root.message)}")
-            else:
-                lines.append(f"{event.step_key} failed")
-    return lines
+    return [problem_line(p) for p in problems(result)]
 
 
 def failure_chains(result: ExecuteInProcessResult) -> list[str]:
@@ -233,18 +247,21 @@ def failure_chains(result: ExecuteInProcessResult) -> list[str]:
             if event.event_type == DagsterEventType.STEP_FAILURE and event.step_failure_data.error]
 
 
-def one_line_per_cause(lines: Sequence[str]) -> list[str]:
-    """``<table>: <cause>`` lines with the same cause become one line naming the tables (an unreachable
-    server fails every table the same way); other lines are kept once each, in order."""
+def by_cause(found: Sequence[Problem]) -> list[tuple[list[str], str]]:
+    """The problems grouped by their error, in order: each error once, with the tables it stopped (none for
+    a problem of no table)."""
     tables_by_cause: dict[str, list[str]] = {}
-    for line in lines:
-        table, sep, cause = line.partition(": ")
-        if sep and table in DEFAULT_TABLES:
-            tables_by_cause.setdefault(cause, []).append(table)
-        else:
-            tables_by_cause.setdefault(line, [])
-    return [f"{', '.join(dict.fromkeys(tables))}: {cause}" if tables else cause
-            for cause, tables in tables_by_cause.items()]
+    for p in found:
+        tables = tables_by_cause.setdefault(p["error"], [])
+        if p["table"] and p["table"] not in tables:
+            tables.append(p["table"])
+    return [(tables, cause) for cause, tables in tables_by_cause.items()]
+
+
+def one_line_per_cause(found: Sequence[Problem]) -> list[str]:
+    """Tables stopped by the same error are one line naming them (an unreachable server fails every table
+    the same way); other problems are kept once each, in order."""
+    return [f"{', '.join(tables)}: {cause}" if tables else cause for tables, cause in by_cause(found)]
 
 
 class _MessagesOnly(logging.Handler):
@@ -258,6 +275,12 @@ class _MessagesOnly(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None) or {}
         if meta.get("dagster_event") is not None:
+            return
+        event = event_of(record)
+        if isinstance(event, TableFailed):  # the CLI prints each failure once the run is over, one per cause
+            return
+        if event is not None:
+            self.view.show(event)
             return
         text = meta.get("orig_message", record.getMessage())
         if record.levelno >= logging.WARNING:
@@ -385,10 +408,10 @@ def report(mode: str, result: ExecuteInProcessResult, home: Path, *, quiet: bool
            redact: Redactor, debug: bool = False) -> int:
     """The run's table on stdout, a line per problem on stderr (with ``debug``, after each step failure's
     whole chain of causes and their stack traces); the exit code."""
-    problems = one_line_per_cause(failures(result))
+    found = problems(result)
     rows = summary_rows(mode, result, full=as_json)
     if as_json:
-        rows = [*rows, *error_rows(problems, {r.get("table") for r in rows})]
+        rows = [*rows, *error_rows(found, {r.get("table") for r in rows})]
     print_rows(rows, as_json, redact)
     if result.success:
         if not quiet:
@@ -397,22 +420,17 @@ def report(mode: str, result: ExecuteInProcessResult, home: Path, *, quiet: bool
     if debug:
         for chain in failure_chains(result):
             VIEW.line(redact(chain))
-    for line in problems or [f"run {result.run_id} failed"]:
+    for line in one_line_per_cause(found) or [f"run {result.run_id} failed"]:
         error(redact(line))
     if not quiet:
         say(f"{mode}: run {result.run_id} failed (Dagster instance {home})")
     return FAILED
 
 
-def error_rows(problems: Sequence[str], reported: set[Any]) -> list[dict[str, str]]:
-    """``{"table": ..., "error": ...}`` for each table a failure line names and the table rows do not hold."""
-    rows = []
-    for line in problems:
-        names, sep, cause = line.partition(": ")
-        for table in names.split(", ") if sep else ():
-            if table in DEFAULT_TABLES and table not in reported:
-                rows.append({"table": table, "error": cause})
-    return rows
+def error_rows(found: Sequence[Problem], reported: set[Any]) -> list[dict[str, str]]:
+    """``{"table": ..., "error": ...}`` for each table a problem names and the table rows do not hold."""
+    return [{"table": table, "error": cause} for tables, cause in by_cause(found) for table in tables
+            if table not in reported]
 
 
 def run_dry(settings: Settings, as_json: bool, redact: Redactor) -> int:

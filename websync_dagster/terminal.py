@@ -1,23 +1,21 @@
-"""How the CLI shows the steps' messages: on a terminal, transfers as live progress bars (rich); otherwise,
-and for every other message, one plain line each."""
+"""How the CLI shows the steps' messages: on a terminal, transfers (``TransferProgress`` events) as live
+progress bars (rich); otherwise, and for every other event or message, one plain line each."""
 
 from __future__ import annotations
 
 import io
 import os
-import re
 import sys
 from typing import TYPE_CHECKING, TextIO
+
+from websync_dagster.engine.events import Event, TransferProgress
 
 if TYPE_CHECKING:  # rich is imported when the first bar is drawn: a run not on a terminal never needs it
     from rich.progress import Progress, TaskID
 
-#: what websync_dagster.engine.progress writes: "<table> <export|load>: <MB>[ of <MB> MB] ..."
-_TRANSFER = re.compile(r"^(?P<label>\w+ (?:export|load)): (?P<done>[\d.]+)(?: of ~?(?P<total>[\d.]+))? MB")
-
 
 class MessageView:
-    """Prints ``websync: <message>`` lines; on a terminal, progress lines move a bar per table instead."""
+    """Prints ``websync: <message>`` lines; on a terminal, transfer progress moves a bar per table instead."""
 
     def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
         """``stream``: stderr (as it is when a message is shown) unless given; ``live``: bars when it is a
@@ -49,16 +47,24 @@ class MessageView:
         return self.stream.isatty() if self._live is None else self._live
 
     def message(self, text: str) -> None:
-        match = _TRANSFER.match(text) if self.live else None
-        if match is None:
-            self.line(f"websync: {text}")
-            return
-        bars = self._progress()
-        label, done = match["label"], float(match["done"]) * 1e6
-        total = float(match["total"]) * 1e6 if match["total"] else None
+        """A step's message that is no engine event (a status, a reindex request)."""
+        self.line(f"websync: {text}")
+
+    def show(self, event: Event) -> None:
+        """An engine event: a transfer's progress moves its bar (on a terminal); any other is its line."""
+        if isinstance(event, TransferProgress) and self.live:
+            self._move(event)
+        elif event.level in ("warning", "error"):
+            self.line(f"websync: {event.level}: {event.text()}")
+        else:
+            self.line(f"websync: {event.text()}")
+
+    def _move(self, event: TransferProgress) -> None:
+        bars, label = self._progress(), event.label
+        total = event.total_bytes or None
         if label not in self._tasks:
             self._tasks[label] = bars.add_task(label, total=total)
-        bars.update(self._tasks[label], completed=done, total=total, refresh=True)
+        bars.update(self._tasks[label], completed=event.done_bytes, total=total, refresh=True)
 
     def line(self, text: str) -> None:
         if self._bars is not None:

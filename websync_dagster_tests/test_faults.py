@@ -117,7 +117,7 @@ class SyncInThread:
             with SyncContext(settings) as ctx:
                 tables = settings.tables
                 for run in run_tables(ctx, export=tables, load=tables, declared_deps=DECLARED_DEPS,
-                                      report=self.reports.append):
+                                      report=lambda event: self.reports.append(event.text())):
                     self.runs[run.table] = run
         except BaseException as exc:  # noqa: BLE001 - examined by the test thread
             self.errors.append(exc)

@@ -12,14 +12,21 @@ def first_line(message: BaseException | str) -> str:
 class SyncError(Exception):
     """A problem the user can act on; its message is one line, free of secrets."""
 
+    #: what kind of problem it is, for a structured report (engine/events.py ``FailureReason``)
+    kind = "error"
+
 
 class ConfigError(SyncError):
     """Bad configuration: unknown table, bad URL, missing variable."""
+
+    kind = "config"
 
 
 class TableSyncError(SyncError):
     """A table could not be synced: the unit in flight was rolled back, the units committed before stay
     (the message says what prod kept)."""
+
+    kind = "table"
 
     def __init__(self, table: str, cause: str) -> None:
         self.table = table

@@ -23,7 +23,6 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     Config,
-    Failure,
     FreshnessPolicy,
     MaterializeResult,
     multi_asset,
@@ -33,7 +32,8 @@ from pydantic import Field
 from websync_dagster.core.errors import SyncError
 from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES, REINDEXED_TABLES
 from websync_dagster.defs import metadata
-from websync_dagster.defs.failures import as_failure, first_cause, redacted
+from websync_dagster.defs.failures import Problem, as_failure, failure, first_cause, problem
+from websync_dagster.defs.log_events import to_log
 from websync_dagster.defs.resources import WebsyncResource
 from websync_dagster.engine.reindex import request_reindex
 from websync_dagster.engine.run import SyncContext, TableRun, run_tables
@@ -125,51 +125,38 @@ def _sync(
     selected = context.selected_asset_keys
     exports = [t for t in DEFAULT_TABLES if export_key(t) in selected]
     loads = [t for t in DEFAULT_TABLES if prod_key(t) in selected]
-    failed: list[str] = []
+    failed: list[Problem] = []
     errors: list[BaseException] = []
     with as_failure(websync):
         ctx = websync.sync_context()
         runs = run_tables(ctx, export=exports, load=loads, scope=config.scope, declared_deps=DECLARED_DEPS,
-                          run_id=context.run_id, report=context.log.info)
+                          run_id=context.run_id, report=to_log(context.log))
         for run in runs:
             yield from _table_results(context, run, ctx)
             if run.error is not None:
-                failed.append(redacted(websync, run.error, run.table))
+                failed.append(problem(websync, run.error, run.table))
                 errors.append(run.error)
             elif run.load is not None and not run.landed:
-                failed.append(f"{run.table}: {run.load.result.lost} rows shipped to prod were neither inserted nor "
-                              f"rejected (check {LANDED_CHECK} failed)")
+                failed.append({"table": run.table, "kind": "not_landed", "sqlstate": None,
+                               "error": f"{run.load.result.lost} rows shipped to prod were neither inserted nor "
+                                        f"rejected (check {LANDED_CHECK} failed)"})
     if REINDEX_KEY in selected and not failed:
         try:
             yield _reindex(context, websync)
         except SyncError as exc:
-            failed.append(redacted(websync, exc))
+            failed.append(problem(websync, exc))
             errors.append(exc)
     if failed:
-        raise Failure(description="\n".join(failed), allow_retries=False) from first_cause(errors)
+        raise failure(failed) from first_cause(errors)
 
 
 def _table_results(context: AssetExecutionContext, run: TableRun, ctx: SyncContext) -> Iterator[MaterializeResult]:
     table, export = run.table, run.export
     if export is not None and export_key(table) in context.selected_asset_keys:
         yield MaterializeResult(asset_key=export_key(table), metadata=metadata.export_metadata(export))
-    if run.load is None:
-        if export is not None:
-            context.log.info(f"{table}: exported {export.rows} rows ({export.scope}) to {export.path}")
+    if run.load is None:  # its events (engine/outcome.py) are in the log already
         return
     outcome, key = run.load, prod_key(table)
-    result = outcome.result
-    if run.reexported:
-        context.log.info(f"{table}: {table}/export was not selected: exported again the rows prod lacks now "
-                         f"({outcome.export.path}), since an export recorded earlier may predate prod's current "
-                         f"state and the counts must be prod's")
-    for warning in outcome.plan.warnings:
-        context.log.warning(f"{table}: {warning}")
-    context.log.info(
-        f"{table}: exported {outcome.export.rows} rows; prod {result.before} -> {result.after} rows, "
-        f"{result.inserted} inserted, {result.already_present} already present, {result.skipped_total} skipped, "
-        f"{result.rejected} rejected ({result.mode}, {result.seconds} s)"
-    )
     yield MaterializeResult(
         asset_key=key,
         metadata=metadata.load_metadata(outcome, ctx.transport.describe(), reexported=run.reexported),

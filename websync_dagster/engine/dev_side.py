@@ -19,9 +19,9 @@ from typing import Any
 import psycopg
 
 from websync_dagster.engine.catalog import QuerySession
+from websync_dagster.engine.events import EventSink
 from websync_dagster.engine.export import ExportResult, ProdKeys, export_table
 from websync_dagster.engine.follow import FollowedFile
-from websync_dagster.engine.progress import Reporter
 from websync_dagster.transport.direct import PsycopgSession
 
 
@@ -48,7 +48,7 @@ class DevSide(ABC):
     @abstractmethod
     def export(
         self, table: str, columns: Sequence[str], path: Path, *, prod_keys: ProdKeys | None = None,
-        overrides: Mapping[str, Any] | None = None, report: Reporter | None = None,
+        overrides: Mapping[str, Any] | None = None, report: EventSink | None = None,
         follow: FollowedFile | None = None,
     ) -> ExportResult:
         """Write ``columns`` of ``table`` to ``path`` (with ``prod_keys``: only the rows prod lacks); see
@@ -84,7 +84,7 @@ class PsycopgDev(DevSide):
 
     def export(
         self, table: str, columns: Sequence[str], path: Path, *, prod_keys: ProdKeys | None = None,
-        overrides: Mapping[str, Any] | None = None, report: Reporter | None = None,
+        overrides: Mapping[str, Any] | None = None, report: EventSink | None = None,
         follow: FollowedFile | None = None,
     ) -> ExportResult:
         return export_table(self._connection(), table, columns, path, prod_keys=prod_keys, overrides=overrides,

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from websync_dagster.engine.catalog import UniqueKey
+from websync_dagster.engine.events import EventSink
 from websync_dagster.engine.follow import READ_CHUNK, FollowedFile
 from websync_dagster.engine.key_digest import (
     DIGEST_DEPTH,
@@ -23,7 +24,7 @@ from websync_dagster.engine.key_digest import (
     digest_query,
     within_buckets,
 )
-from websync_dagster.engine.progress import Progress, Reporter
+from websync_dagster.engine.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ def export_table(
     *,
     prod_keys: ProdKeys | None = None,
     overrides: Mapping[str, Any] | None = None,
-    report: Reporter | None = None,
+    report: EventSink | None = None,
     follow: FollowedFile | None = None,
 ) -> ExportResult:
     """Write ``columns`` of ``table`` as CSV with a header to ``path``.
@@ -306,7 +307,7 @@ def _export(
     path: Path,
     prod_keys: ProdKeys | None,
     overrides: Mapping[str, Any],
-    report: Reporter | None,
+    report: EventSink | None,
     follow: FollowedFile | None,
 ) -> ExportResult:
     started = time.perf_counter()
@@ -335,7 +336,7 @@ def _export(
         )
         expected_rows = dev_rows - already - sum(clashes.values())
         per_row = _csv_bytes_per_row(cur, table, columns) if expected_rows > 0 and report is not None else 0.0
-        progress = Progress(f"{table} export", report, total_rows=expected_rows, estimated=True,
+        progress = Progress(table, "export", report, total_rows=expected_rows, estimated=True,
                             total_bytes=round(expected_rows * per_row))
         with open(partial, "xb") as out:
             try:

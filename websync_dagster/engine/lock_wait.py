@@ -15,14 +15,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 from psycopg import sql
 
 from websync_dagster.core.errors import TableSyncError
 from websync_dagster.engine.catalog import QuerySession
-from websync_dagster.engine.progress import Reporter
+from websync_dagster.engine.events import EventSink, LockHolder, LockWaiting
+
+__all__ = ["LockHolder", "LockWaitGaveUp", "LockWatch", "blocking_holders", "lock_timed_out"]
 
 #: SQLSTATE of a lock wait that ``lock_timeout`` ended
 LOCK_NOT_AVAILABLE = "55P03"
@@ -41,25 +41,10 @@ _HOLDERS = sql.SQL(
 )
 
 
-@dataclass(frozen=True)
-class LockHolder:
-    """A prod backend that holds a lock websync waits for."""
+class LockWaitGaveUp(TableSyncError):
+    """A commit unit's wait for a lock on prod reached WEBSYNC_WAIT_S."""
 
-    pid: int
-    application: str
-    user: str
-    since: str
-    state: str
-    query: str
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> LockHolder:
-        return cls(row["pid"], row["application"], row["usename"], row["since"], row["state"], row["query"])
-
-    def describe(self) -> str:
-        app = f"application {self.application!r}" if self.application else "no application_name"
-        doing = f"{self.state}: {self.query!r}" if self.query else self.state or "no query shown"
-        return f"pid {self.pid} ({app}, user {self.user or '?'}, since {self.since}, {doing})"
+    kind = "lock"
 
 
 def blocking_holders(session: QuerySession, application_name: str) -> list[LockHolder]:
@@ -81,11 +66,12 @@ def lock_timed_out(exc: BaseException) -> bool:
 class LockWatch:
     """Names what a table's commit unit waits for in prod.
 
-    ``side_session`` opens (once, lazily) a second prod session to ask from; ``report`` says the line.
+    ``side_session`` opens (once, lazily) a second prod session to ask from; ``report`` is told each new
+    holder (``LockWaiting``).
     """
 
     def __init__(self, table: str, wait_s: float, side_session: Callable[[], QuerySession],
-                 report: Reporter | None, *, first_look_s: float | None = None) -> None:
+                 report: EventSink | None, *, first_look_s: float | None = None) -> None:
         self.table = table
         self.wait_s = wait_s
         self._side_session = side_session
@@ -111,11 +97,11 @@ class LockWatch:
         finally:
             stop.set()
 
-    def gave_up(self, committed_rows: int) -> TableSyncError:
+    def gave_up(self, committed_rows: int) -> LockWaitGaveUp:
         held = "; ".join(h.describe() for h in self.holders) or "another session (it had gone when websync looked)"
-        return TableSyncError(self.table, f"waited {self.wait_s:g} s (WEBSYNC_WAIT_S) for a lock on prod held by "
-                                          f"{held}; gave up: the unit in flight was rolled back ({committed_rows} rows "
-                                          "committed before stay)")
+        return LockWaitGaveUp(self.table, f"waited {self.wait_s:g} s (WEBSYNC_WAIT_S) for a lock on prod held by "
+                              f"{held}; gave up: the unit in flight was rolled back ({committed_rows} rows "
+                              "committed before stay)")
 
     def _look(self, application_name: str, stop: threading.Event) -> None:
         if stop.wait(self._first_look_s):
@@ -130,8 +116,6 @@ class LockWatch:
                 new = [h for h in holders if h.pid not in self._said]
                 if new and self._report is not None:
                     self._said.update(h.pid for h in new)
-                    self._report(f"{self.table}: waiting for a lock on prod held by "
-                                 f"{'; '.join(h.describe() for h in new)}; giving up after {self.wait_s:g} s "
-                                 f"(WEBSYNC_WAIT_S)")
+                    self._report(LockWaiting(self.table, tuple(new), self.wait_s))
             if stop.wait(LOOK_EVERY_S):
                 return

@@ -1,12 +1,13 @@
-"""Progress lines for long transfers: rows, MB and rate, at most every few seconds."""
+"""Progress of long transfers: a ``TransferProgress`` event (rows, MB and rate) at most every few seconds."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Literal
 
-Reporter = Callable[[str], None]
+from websync_dagster.engine.events import EventSink, TransferProgress
 
 
 def default_interval() -> float:
@@ -15,10 +16,12 @@ def default_interval() -> float:
 
 
 class Progress:
-    def __init__(self, label: str, report: Reporter | None, *, total_bytes: int = 0, total_rows: int = 0,
-                 every_s: float | None = None, estimated: bool = False) -> None:
+    def __init__(self, table: str, phase: Literal["export", "load"], report: EventSink | None, *,
+                 total_bytes: int = 0, total_rows: int = 0, every_s: float | None = None,
+                 estimated: bool = False) -> None:
         """``estimated``: the totals are dev's estimate (shown with ``~``), not the size of a finished file."""
-        self.label = label
+        self.table = table
+        self.phase: Literal["export", "load"] = phase
         self.report = report
         self.total_bytes = total_bytes
         self.total_rows = total_rows
@@ -28,22 +31,16 @@ class Progress:
         self.started = time.perf_counter()
         self._last = self.started
 
-    def line(self) -> str:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        mb, rate = self.bytes / 1e6, self.bytes / 1e6 / elapsed
-        if self.total_bytes:
-            rows = round(self.total_rows * self.bytes / self.total_bytes)
-            about = "~" if self.estimated else ""
-            return (f"{self.label}: {mb:.1f} of {about}{self.total_bytes / 1e6:.1f} MB (~{rows} of {about}"
-                    f"{self.total_rows} rows), {rate:.1f} MB/s")
-        return f"{self.label}: {mb:.1f} MB, {rate:.1f} MB/s"
+    def event(self) -> TransferProgress:
+        return TransferProgress(self.table, self.phase, self.bytes, self.total_bytes, self.total_rows, self.estimated,
+                                time.perf_counter() - self.started)
 
     def add(self, n: int) -> None:
         self.bytes += n
         now = time.perf_counter()
         if self.report and now - self._last >= self.every_s:
             self._last = now
-            self.report(self.line())
+            self.report(self.event())
 
     def wrap(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:

@@ -26,15 +26,16 @@ from websync_dagster.engine.catalog import read_catalog
 from websync_dagster.engine.dev_side import DevSide, PsycopgDev
 from websync_dagster.engine.diff import TableDiff, diff_table
 from websync_dagster.engine.diff_cache import DiffCache
+from websync_dagster.engine.events import EventSink, Reconnecting, TableStarted
 from websync_dagster.engine.export import ExportResult, export_path
-from websync_dagster.engine.failure import ExportFailed, internal_error, is_bug, link_reason
+from websync_dagster.engine.failure import ExportFailed, NotLoaded, internal_error, is_bug, link_reason
 from websync_dagster.engine.follow import FollowedFile
 from websync_dagster.engine.load import LoadResult, load_export, load_followed
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.order import check_declared_order
+from websync_dagster.engine.outcome import outcome_events
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.planning import Planning, plan_each_table, prod_keys
-from websync_dagster.engine.progress import Reporter
 from websync_dagster.engine.status import prod_counts, web_sources_detail
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import ProdSession, ProdTransport
@@ -125,7 +126,7 @@ class SyncContext:
                 self._side = self._prod_stack.enter_context(self.transport.session())
             return self._side
 
-    def lock_watch(self, table: str, report: Reporter | None) -> LockWatch:
+    def lock_watch(self, table: str, report: EventSink | None) -> LockWatch:
         return LockWatch(table, self.settings.wait_s, self.side_session, report)
 
     @property
@@ -171,7 +172,7 @@ def _context(target: Settings | SyncContext) -> Iterator[SyncContext]:
 
 def run_export(
     target: Settings | SyncContext, table: str, *, scope: str, run_id: str | None = None,
-    report: Reporter | None = None, follow: FollowedFile | None = None,
+    report: EventSink | None = None, follow: FollowedFile | None = None,
 ) -> ExportResult:
     """``scope="delta"``: the rows prod lacks (needs prod); ``"all"``: every row and column, dev only.
     ``follow`` lets a load read the file while it is written (see ``run_tables``). The file is the
@@ -227,7 +228,7 @@ def run_load(
     *,
     declared_deps: Mapping[str, Sequence[str]],
     run_id: str | None = None,
-    report: Reporter | None = None,
+    report: EventSink | None = None,
 ) -> LoadOutcome:
     """Insert an export file into prod, after checking the declared load order against prod's foreign keys."""
     if export.scope != "delta":
@@ -264,7 +265,7 @@ class _ExportThread:
     """The delta export of one table in a thread, writing a file that the load follows. A load that stops
     before the end of the file (interrupted, its link lost, a failure) ends the export with it (``stop``)."""
 
-    def __init__(self, ctx: SyncContext, table: str, run_id: str, report: Reporter | None) -> None:
+    def __init__(self, ctx: SyncContext, table: str, run_id: str, report: EventSink | None) -> None:
         self.followed = FollowedFile()
         # the export's link to dev (reopened here if broken), ended from the load's thread
         self._stopper = ctx.dev_side.stopper()
@@ -274,7 +275,7 @@ class _ExportThread:
                                         name=f"websync-export-{table}", daemon=True)
         self._thread.start()
 
-    def _run(self, ctx: SyncContext, table: str, run_id: str, report: Reporter | None) -> None:
+    def _run(self, ctx: SyncContext, table: str, run_id: str, report: EventSink | None) -> None:
         try:
             self._result = run_export(ctx, table, scope="delta", run_id=run_id, report=report, follow=self.followed)
         except BaseException as exc:  # handed to the load's thread by finish()
@@ -341,7 +342,7 @@ def run_tables(
     scope: str = "delta",
     declared_deps: Mapping[str, Sequence[str]],
     run_id: str | None = None,
-    report: Reporter | None = None,
+    report: EventSink | None = None,
 ) -> Iterator[TableRun]:
     """Export and/or load tables in FK order, one ``TableRun`` each, as each finishes.
 
@@ -356,6 +357,8 @@ def run_tables(
     for table in [t for t in ctx.settings.tables if t in export or t in load]:
         run = TableRun(table)
         blocked = [d for d in declared_deps.get(table, ()) if d in not_landed and d in load]
+        if report is not None:
+            report(TableStarted(table, export=table in export, load=table in load))
         try:
             _run_table(ctx, run, exported=table in export, loaded=table in load, scope=scope,
                        declared_deps=declared_deps, blocked=blocked, run_id=run_id, report=report)
@@ -374,19 +377,22 @@ def run_tables(
             raise TableSyncError(table, said) from exc
         if table in load and not run.landed:
             not_landed.append(table)
+        if report is not None:
+            for event in outcome_events(run, ctx.settings.redactor()):
+                report(event)
         yield run
 
 
 def _run_table(
     ctx: SyncContext, run: TableRun, *, exported: bool, loaded: bool, scope: str,
-    declared_deps: Mapping[str, Sequence[str]], blocked: Sequence[str], run_id: str, report: Reporter | None,
+    declared_deps: Mapping[str, Sequence[str]], blocked: Sequence[str], run_id: str, report: EventSink | None,
 ) -> None:
     """One table's turn in ``run_tables``; fills ``run`` or raises the error that stops the table."""
     table = run.table
     if loaded and blocked:
         if exported:
             run.export = run_export(ctx, table, scope=scope, run_id=run_id, report=report)
-        raise TableSyncError(table, f"not loaded: {', '.join(blocked)} did not land in prod")
+        raise NotLoaded(table, f"not loaded: {', '.join(blocked)} did not land in prod")
     if loaded and (scope == "delta" or not exported):
         run.reexported = not exported
         _export_and_load_reconnecting(ctx, run, declared_deps, run_id, report)
@@ -398,7 +404,7 @@ def _run_table(
 
 def _export_and_load_reconnecting(
     ctx: SyncContext, run: TableRun, declared_deps: Mapping[str, Sequence[str]], run_id: str,
-    report: Reporter | None,
+    report: EventSink | None,
 ) -> None:
     """``_export_and_load``; when the link to prod breaks mid-table (SSH cut, prod restarted, backend
     terminated), prod rolls back the commit unit in flight and the same run reconnects, after a pause
@@ -424,9 +430,7 @@ def _export_and_load_reconnecting(
             if report is not None:
                 reason = link_reason(exc, ctx.settings.redactor())
                 side = "dev" if isinstance(exc, ExportFailed) else "prod"  # dev's backend ended, dev restarted
-                report(f"{run.table}: the link to {side} broke ({reason}); prod rolled back the unit in flight "
-                       f"({loaded.inserted} rows committed before stay); reconnecting in {pause:g} s "
-                       f"(retry {attempt + 1} of {RECONNECT_ATTEMPTS})")
+                report(Reconnecting(run.table, side, reason, loaded.inserted, pause, attempt + 1, RECONNECT_ATTEMPTS))
             ctx.reconnect()
             loaded.keep_only_inserted()
             time.sleep(pause)
@@ -434,7 +438,7 @@ def _export_and_load_reconnecting(
 
 def _export_and_load(
     ctx: SyncContext, run: TableRun, declared_deps: Mapping[str, Sequence[str]], run_id: str,
-    report: Reporter | None, loaded: LoadResult,
+    report: EventSink | None, loaded: LoadResult,
 ) -> None:
     """The delta export in a thread and the load following its file: the overlap of a raw COPY pipe.
     Each commit unit commits once its rows are sent (see engine/units.py); ``loaded`` holds what

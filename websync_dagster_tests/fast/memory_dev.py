@@ -22,9 +22,9 @@ from psycopg import sql
 
 from websync_dagster.engine.catalog import QuerySession
 from websync_dagster.engine.dev_side import DevSide, ExportStopper
+from websync_dagster.engine.events import EventSink
 from websync_dagster.engine.export import ExportResult, ProdKeys
 from websync_dagster.engine.follow import FollowedFile
-from websync_dagster.engine.progress import Reporter
 from websync_dagster_tests.fast.memory_prod import MemoryDatabase, MemoryTable, Row, catalog_rows, catalog_tables, text
 
 
@@ -74,7 +74,7 @@ class MemoryDev(DevSide):
 
     def export(
         self, table: str, columns: Sequence[str], path: Path, *, prod_keys: ProdKeys | None = None,
-        overrides: Mapping[str, Any] | None = None, report: Reporter | None = None,
+        overrides: Mapping[str, Any] | None = None, report: EventSink | None = None,
         follow: FollowedFile | None = None,
     ) -> ExportResult:
         try:

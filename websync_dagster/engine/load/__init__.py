@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from websync_dagster.core.errors import TableSyncError
+from websync_dagster.engine.events import EventSink
 from websync_dagster.engine.export import ExportResult
 from websync_dagster.engine.failure import unit_failure
 from websync_dagster.engine.follow import FollowedFile
@@ -43,7 +44,7 @@ from websync_dagster.engine.load.steps import advisory_lock, count_rows
 from websync_dagster.engine.load.units_loop import load_units, unit_seconds
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
-from websync_dagster.engine.progress import Progress, Reporter
+from websync_dagster.engine.progress import Progress
 from websync_dagster.transport.base import ProdSession
 
 __all__ = [
@@ -92,11 +93,11 @@ class _TableLoad:
     reject_dir: Path
     stamp: str
     commit_every_s: float | None
-    report: Reporter | None
+    report: EventSink | None
     watch: LockWatch | None
 
     def progress(self, *, total_bytes: int, total_rows: int, estimated: bool = False) -> Progress:
-        return Progress(f"{self.plan.table} load", self.report, total_bytes=total_bytes, total_rows=total_rows,
+        return Progress(self.plan.table, "load", self.report, total_bytes=total_bytes, total_rows=total_rows,
                         estimated=estimated)
 
     def send(self, chunks: Iterator[bytes], fd: int, result: LoadResult) -> None:
@@ -116,7 +117,7 @@ def load_export(
     stamp: str,
     already_in_prod: int = 0,
     commit_every_s: float | None = None,
-    report: Reporter | None = None,
+    report: EventSink | None = None,
     watch: LockWatch | None = None,
 ) -> LoadResult:
     """Insert the rows of ``export_file`` (CSV with header, columns ``plan.shipped``) into prod, in
@@ -146,7 +147,7 @@ def load_followed(
     stamp: str,
     commit_every_s: float | None = None,
     into: LoadResult | None = None,
-    report: Reporter | None = None,
+    report: EventSink | None = None,
     watch: LockWatch | None = None,
 ) -> LoadResult:
     """Insert into prod the export that another thread is writing, as it is written, in commit units.
