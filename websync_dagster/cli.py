@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -444,7 +443,8 @@ def left_out_dependencies(settings: Settings, home: Path) -> list[str]:
     if not left_out:
         return []
     try:
-        diffs = run_diff(replace(settings, tables=tuple(left_out)), cache_dir=home / "websync" / "diff-cache")
+        diffs = run_diff(settings.model_copy(update={"tables": tuple(left_out)}),
+                         cache_dir=home / "websync" / "diff-cache")
     except SyncError as exc:
         return [f"could not check whether prod has the rows of {', '.join(left_out)}: {exc}"]
     return [f"{d.table} is not in --tables and prod lacks {d.missing_in_prod} of its rows: rows of "

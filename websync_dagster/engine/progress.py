@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 
 Reporter = Callable[[str], None]
-
-
-def default_interval() -> float:
-    """Seconds between two progress lines (WEBSYNC_PROGRESS_EVERY_S, default 5)."""
-    return float(os.environ.get("WEBSYNC_PROGRESS_EVERY_S", "5"))
+#: seconds between two progress lines when the caller does not say (a run passes WEBSYNC_PROGRESS_EVERY_S)
+DEFAULT_EVERY_S = 5.0
 
 
 class Progress:
     def __init__(self, label: str, report: Reporter | None, *, total_bytes: int = 0, total_rows: int = 0,
-                 every_s: float | None = None, estimated: bool = False) -> None:
+                 every_s: float = DEFAULT_EVERY_S, estimated: bool = False) -> None:
         """``estimated``: the totals are dev's estimate (shown with ``~``), not the size of a finished file."""
         self.label = label
         self.report = report
         self.total_bytes = total_bytes
         self.total_rows = total_rows
         self.estimated = estimated
-        self.every_s = default_interval() if every_s is None else every_s
+        self.every_s = every_s
         self.bytes = 0
         self.started = time.perf_counter()
         self._last = self.started
