@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -51,14 +50,13 @@ with collector_paused(then_freeze=True):
         LoggerDefinition,
         logger,
     )
-    from dotenv import load_dotenv
 
     from websync_dagster.core.errors import ConfigError, SyncError, first_line
     from websync_dagster.core.redact import Redactor
     from websync_dagster.core.report import text_table
-    from websync_dagster.core.settings import Settings, load_settings
+    from websync_dagster.core.settings import LocationOptions, Settings, load_location_options, load_settings, reveal
     from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES, parse_tables
-    from websync_dagster.definitions import defs
+    from websync_dagster.defs.definitions import build_definitions
     from websync_dagster.defs.failures import ERRORS_KEY, Problem, problem_line
     from websync_dagster.defs.instance import (
         WaitInterrupted,
@@ -331,15 +329,13 @@ def env_file_to_read(env_file: str | None) -> str | None:
     return env_file
 
 
-def prepare(mode: str, env_file: str | None, tables: str | None) -> Settings:
-    """The run's settings, with ``--tables`` applied to the environment the job's resource reads too."""
+def prepare(mode: str, env_file: str | None, tables: str | None) -> tuple[Settings, LocationOptions]:
+    """The run's settings and the code location's options, loaded once, ``--tables`` winning over WEBSYNC_TABLES:
+    the job is built from them (``run_job``), nothing reads the environment after."""
     path = env_file_to_read(env_file)
-    if tables is not None:
-        os.environ["WEBSYNC_TABLES"] = ",".join(parse_tables(tables))
-    settings = load_settings(env_file=path, require_prod=mode != "export")
-    if path:
-        load_dotenv(path, override=False)  # the job's resource reads the same variables
-    return settings
+    overrides = {"WEBSYNC_TABLES": ",".join(parse_tables(tables))} if tables is not None else None
+    options = load_location_options(env_file=path, overrides=overrides)
+    return load_settings(env_file=path, require_prod=mode != "export", overrides=overrides), options
 
 
 def print_rows(rows: Sequence[dict[str, Any]], as_json: bool, redact: Redactor) -> None:
@@ -356,7 +352,7 @@ def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: b
     is open is frozen (``collector_paused``)."""
     VIEW.attach(sys.stderr)
     try:
-        settings = prepare(mode, env_file, tables)
+        settings, options = prepare(mode, env_file, tables)
     except SyncError as exc:
         error(str(exc))
         return BAD_CONFIG
@@ -367,18 +363,19 @@ def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: b
     if dry_run_only:
         return run_dry(settings, as_json, redact)
     with collector_paused(then_freeze=own_process):  # a test's process would keep its garbage frozen
-        instance, home = open_instance()
+        instance, home = open_instance(settings.dagster_home, reveal(settings.dagster_pg_url))
     with instance:  # its storages closed once the run is recorded
         if tables is not None and mode == "sync" and not quiet:
             for line in left_out_dependencies(settings, home):
                 say(f"note: {line}")
-        return run_job(mode, settings, instance, home, quiet=quiet, debug=debug, as_json=as_json)
+        return run_job(mode, settings, options, instance, home, quiet=quiet, debug=debug, as_json=as_json)
 
 
-def run_job(mode: str, settings: Settings, instance: DagsterInstance, home: Path, *, quiet: bool, debug: bool,
-            as_json: bool) -> int:
-    """The mode's job run on the instance once no other run holds its pools; the table and the errors printed."""
-    definitions = defs()
+def run_job(mode: str, settings: Settings, options: LocationOptions, instance: DagsterInstance, home: Path, *,
+            quiet: bool, debug: bool, as_json: bool) -> int:
+    """The mode's job, built with the CLI's settings and options (the code location's definitions, with what the
+    CLI loaded), run on the instance once no other run holds its pools; the table and the errors printed."""
+    definitions = build_definitions(options, settings)
     job = definitions.resolve_job_def(JOBS[mode])
     try:
         claim = wait_for_pools(instance, home, job, settings.wait_s, say)
@@ -462,7 +459,8 @@ def left_out_dependencies(settings: Settings, home: Path) -> list[str]:
     if not left_out:
         return []
     try:
-        diffs = run_diff(replace(settings, tables=tuple(left_out)), cache_dir=home / "websync" / "diff-cache")
+        diffs = run_diff(settings.model_copy(update={"tables": tuple(left_out)}),
+                         cache_dir=home / "websync" / "diff-cache")
     except SyncError as exc:
         return [f"could not check whether prod has the rows of {', '.join(left_out)}: {exc}"]
     return [f"{d.table} is not in --tables and prod lacks {d.missing_in_prod} of its rows: rows of "

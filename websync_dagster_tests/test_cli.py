@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from websync_dagster.cli import build_parser, normalised
+from websync_dagster.cli import build_parser, normalised, prepare
 from websync_dagster_tests.helpers import count, table_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,6 +40,22 @@ def websync(env: dict[str, str], *args: str, env_file: str | None = "/dev/null")
     extra = ["--env-file", env_file] if env_file else []
     return subprocess.run([sys.executable, "-m", "websync_dagster.cli", *args, *extra], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=180)
+
+
+def test_the_cli_hands_its_settings_to_the_job_without_writing_the_environment(tmp_path, monkeypatch):
+    """--env-file and --tables reach the run through the settings the CLI loaded, never through os.environ."""
+    env_file = tmp_path / "cli.env"
+    env_file.write_text("WEBSYNC_DEV_URL=postgresql://d:file-secret-1@127.0.0.1:1/d\nWEBSYNC_WAIT_S=4\n")
+    for name in [k for k in os.environ if k.startswith(("WEBSYNC_", "VPS_"))]:
+        monkeypatch.delenv(name)
+    before = dict(os.environ)
+    settings, options = prepare("export", str(env_file), "web_pages")
+    assert dict(os.environ) == before
+    assert settings.tables == options.tables == ("web_pages",) and settings.wait_s == 4
+    from websync_dagster.defs.definitions import build_definitions
+
+    definitions = build_definitions(options, settings)
+    assert definitions.resources["websync"].settings() == settings
 
 
 def test_commands_come_first_whatever_the_order_and_the_runbook_flags_still_work():

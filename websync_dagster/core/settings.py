@@ -1,86 +1,236 @@
-"""Configuration from the environment (a ``.env`` file works too); no Dagster here."""
+"""Configuration, read once from the environment and a ``.env`` file (the environment wins) by pydantic-settings,
+and validated as it is read: each bad value is refused with one line naming its variable (``ConfigError``).
+
+``Settings`` is what a run uses, ``LocationOptions`` what shapes the code location; one field per variable, the
+variable being its alias. Secrets are ``SecretStr`` (their repr is ``**********``): only the code that uses one
+reads it (``reveal``). Nothing here reads the environment except ``load_settings`` and ``load_location_options``;
+no Dagster here.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any, TypeVar, get_args
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import model_validator as model_check
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from websync_dagster.core.errors import ConfigError
 from websync_dagster.core.redact import Redactor, command_secrets, safe_url
 from websync_dagster.core.tables import DEFAULT_TABLES
 from websync_dagster.core.validate import (
-    REINDEX_METHODS,
-    boolean,
+    Hours,
+    Says,
+    Seconds,
+    Switch,
+    TcpPort,
+    WholeSeconds,
+    WholeSecondsAbove0,
+    ZlibLevel,
     check_cron,
     check_pg_url,
+    check_reindex_method,
     check_reindex_url,
-    seconds,
+    one_line,
     tables_value,
-    whole_number,
-    whole_seconds,
+    variable,
 )
 
+NO_PROD = "WEBSYNC_PROD_URL is not set (or WEBSYNC_PROD_PSQL with VPS_HOST): where is prod?"
+Tables = Annotated[tuple[str, ...], NoDecode]  # a comma list, not JSON
 
-@dataclass(frozen=True)
-class SshSettings:
+
+def reveal(secret: SecretStr | str | None) -> str | None:
+    """The value of a secret, for the code that uses it (a connection, a header)."""
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+
+
+class SshSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     host: str
     port: int = 22
     user: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: SecretStr | None = None
     key_file: str | None = None
-    key_passphrase: str | None = field(default=None, repr=False)
+    key_passphrase: SecretStr | None = None
     known_hosts: str = "~/.ssh/known_hosts"
     host_key_sha256: str | None = None
     #: zlib level of SSH compression (0 = none): 6 fits a slow uplink, 1 a LAN where CPU counts more
     compression_level: int = 6
 
 
-@dataclass(frozen=True)
-class ReindexSettings:
+class ReindexSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     url: str
     method: str = "POST"
-    token: str | None = field(default=None, repr=False)
+    token: SecretStr | None = None
 
 
-NO_PROD = "WEBSYNC_PROD_URL is not set (or WEBSYNC_PROD_PSQL with VPS_HOST): where is prod?"
+class _Variables(BaseModel):
+    """Fields read from environment variables (their aliases), or given by name (a run's config)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True)
+
+    @model_check(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        """A variable set to nothing or spaces is unset, and the spaces around a value are not part of it;
+        WEBSYNC_TABLES stays as written, for its message."""
+        if not isinstance(data, dict):
+            return data
+        kept = {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return {k: v.strip() if isinstance(v, str) and k not in ("WEBSYNC_TABLES", "tables") else v
+                for k, v in kept.items()}
+
+    @field_validator("tables", mode="before", check_fields=False)
+    @classmethod
+    def _tables(cls, value: Any) -> tuple[str, ...]:
+        return tables_value(value)
 
 
-@dataclass(frozen=True)
-class LocationOptions:
+class LocationOptions(_Variables):
     """What shapes the code location itself, read when Dagster loads it (never at import): the tables of
     ``websync_job``, the nightly cron, the diff sensor's interval, the freshness expected of each prod load."""
 
-    tables: tuple[str, ...] = DEFAULT_TABLES
-    nightly_cron: str = "0 3 * * *"
-    diff_interval_s: int = 600
-    freshness_warn_h: float = 26.0
-    freshness_fail_h: float = 50.0
+    tables: Tables = Field(DEFAULT_TABLES, validation_alias="WEBSYNC_TABLES")
+    nightly_cron: str = Field("0 3 * * *", validation_alias="WEBSYNC_NIGHTLY_CRON")
+    diff_interval_s: WholeSecondsAbove0 = Field(600, validation_alias="WEBSYNC_DIFF_INTERVAL_S")
+    freshness_warn_h: Hours = Field(26.0, validation_alias="WEBSYNC_FRESHNESS_WARN_H")
+    freshness_fail_h: Hours = Field(50.0, validation_alias="WEBSYNC_FRESHNESS_FAIL_H")
+
+    @field_validator("nightly_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return check_cron("WEBSYNC_NIGHTLY_CRON", value)
+
+    @model_check(mode="after")
+    def _windows(self) -> LocationOptions:
+        if not 0 < self.freshness_warn_h < self.freshness_fail_h:
+            raise ValueError(f"WEBSYNC_FRESHNESS_WARN_H ({self.freshness_warn_h:g}) must be above 0 and below "
+                             f"WEBSYNC_FRESHNESS_FAIL_H ({self.freshness_fail_h:g})")
+        return self
 
 
-@dataclass(frozen=True)
-class Settings:
-    dev_url: str = field(repr=False)
-    prod_url: str | None = field(default=None, repr=False)
-    ssh: SshSettings | None = None
-    prod_psql: str | None = None
-    export_dir: Path = Path("exports")
-    tables: tuple[str, ...] = ()
-    reindex: ReindexSettings | None = None
-    diff_interval_s: int = 600
-    nightly_cron: str = "0 3 * * *"
-    progress_every_s: float = 5.0
-    diff_auto_sync: bool = False
-    #: how long a run waits for another run to free the prod_sync slot before giving up
-    wait_s: int = 600
-    #: prod ends a websync session whose transaction stays idle this long (client paused or gone)
-    prod_idle_timeout_s: int = 60
-    #: a table's rows are committed in units of about this many seconds of sending (None: one per table)
-    commit_every_s: float | None = 4.0
+class Settings(_Variables):
+    """What a run uses. The fields are in the order they are checked (the first bad one is the line shown)."""
+
+    dev_url: SecretStr | None = Field(None, validation_alias="WEBSYNC_DEV_URL", description="dev Postgres URL")
+    prod_url: SecretStr | None = Field(None, validation_alias="WEBSYNC_PROD_URL", description="prod Postgres URL")
+    prod_psql: SecretStr | None = Field(None, validation_alias="WEBSYNC_PROD_PSQL",
+                                        description="remote psql command of the ssh_psql transport")
+    vps_host: str | None = Field(None, validation_alias="VPS_HOST", description="SSH host of prod (unset: direct)")
+    vps_port: TcpPort = Field(22, validation_alias="VPS_PORT", description="SSH port")
+    vps_user: str | None = Field(None, validation_alias="VPS_USER", description="SSH user")
+    vps_password: SecretStr | None = Field(None, validation_alias="VPS_PASSWORD")
+    vps_key_file: str | None = Field(None, validation_alias="VPS_KEY_FILE", description="SSH private key file")
+    vps_key_passphrase: SecretStr | None = Field(None, validation_alias="VPS_KEY_PASSPHRASE")
+    vps_known_hosts: str = Field("~/.ssh/known_hosts", validation_alias="VPS_KNOWN_HOSTS",
+                                 description="known_hosts file the SSH host key is checked against")
+    vps_host_key_sha256: str | None = Field(None, validation_alias="VPS_HOST_KEY_SHA256",
+                                            description="pinned SHA256 fingerprint of the SSH host key")
+    ssh_compression_level: ZlibLevel = Field(6, validation_alias="WEBSYNC_SSH_COMPRESSION_LEVEL",
+                                             description="zlib level of SSH compression (0: none)")
+    reindex_url: str | None = Field(None, validation_alias="WEBSYNC_REINDEX_URL",
+                                    description="reindex request sent from the prod host after a sync")
+    reindex_method: str = Field("POST", validation_alias="WEBSYNC_REINDEX_METHOD",
+                                description="HTTP method of the reindex request")
+    reindex_token: SecretStr | None = Field(None, validation_alias="WEBSYNC_REINDEX_TOKEN")
+    export_dir: Path = Field(Path("exports"), validation_alias="WEBSYNC_EXPORT_DIR",
+                             description="where exports, reject files and manifests are written")
+    tables: Tables = Field(DEFAULT_TABLES, validation_alias="WEBSYNC_TABLES", description="the tables synced")
+    progress_every_s: Seconds = Field(5.0, validation_alias="WEBSYNC_PROGRESS_EVERY_S",
+                                      description="seconds between two progress lines of a transfer")
+    diff_auto_sync: Switch = Field(False, validation_alias="WEBSYNC_DIFF_AUTO_SYNC",
+                                   description="the diff sensor launches websync_job when prod lacks rows")
+    wait_s: WholeSeconds = Field(600, validation_alias="WEBSYNC_WAIT_S",
+                                 description="how long a run waits for a slot or a lock held by another")
+    prod_idle_timeout_s: WholeSecondsAbove0 = Field(
+        60, validation_alias="WEBSYNC_PROD_IDLE_TIMEOUT_S",
+        description="prod ends a websync session whose transaction stays idle this long")
+    commit_every_s: Annotated[float | None, Field(ge=0, allow_inf_nan=False),
+                              Says("must be a number of seconds (0 or more)")] = Field(
+        4.0, validation_alias="WEBSYNC_COMMIT_EVERY_S",
+        description="a table's rows are committed in units of about this many seconds of sending (0: one unit)")
+    dagster_home: str | None = Field(None, validation_alias="DAGSTER_HOME")
+    dagster_pg_url: SecretStr | None = Field(None, validation_alias="DAGSTER_PG_URL")
+
+    @field_validator("dev_url", "prod_url", mode="before")
+    @classmethod
+    def _pg_url(cls, value: Any, info: ValidationInfo) -> Any:
+        check_pg_url(variable(cls, info.field_name or ""), reveal(value) or "")
+        return value
+
+    @field_validator("vps_port", "ssh_compression_level", mode="before")
+    @classmethod
+    def _only_with_a_host(cls, value: Any, info: ValidationInfo) -> Any:
+        """Read only when VPS_HOST is set (without it there is no SSH to configure)."""
+        return value if info.data.get("vps_host") else cls.model_fields[info.field_name or ""].default
+
+    @field_validator("reindex_url")
+    @classmethod
+    def _reindex_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_reindex_url(value)
+        return value
+
+    @field_validator("reindex_method", mode="before")
+    @classmethod
+    def _reindex_method(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_reindex_method(str(value)) if info.data.get("reindex_url") else "POST"
+
+    @field_validator("commit_every_s")
+    @classmethod
+    def _one_unit(cls, value: float | None) -> float | None:
+        return value or None
+
+    @model_check(mode="after")
+    def _together(self) -> Settings:
+        if self.dev_url is None:
+            raise ValueError("WEBSYNC_DEV_URL is not set: the dev database URL is required")
+        if self.prod_psql and not self.vps_host:
+            raise ValueError("WEBSYNC_PROD_PSQL is set but VPS_HOST is not: the psql command runs on the VPS over SSH")
+        return self
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> Settings:
+        """Settings from field values (a Dagster run's config and the loaded secrets), checked as the
+        environment's are; reads no environment."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as exc:
+            raise one_line(cls, exc) from None
+
+    @classmethod
+    def secret_fields(cls) -> tuple[str, ...]:
+        return tuple(n for n, f in cls.model_fields.items() if SecretStr in (f.annotation, *get_args(f.annotation)))
+
+    def public_values(self) -> dict[str, Any]:
+        """The values that are not secret, as plain JSON values (what a Dagster resource's config may show)."""
+        return self.model_dump(mode="json", exclude=set(self.secret_fields()))
+
+    def secret_values(self) -> dict[str, SecretStr]:
+        return {n: v for n in self.secret_fields() if isinstance(v := getattr(self, n), SecretStr)}
+
+    @property
+    def ssh(self) -> SshSettings | None:
+        if not self.vps_host:
+            return None
+        return SshSettings(host=self.vps_host, port=self.vps_port, user=self.vps_user, password=self.vps_password,
+                           key_file=self.vps_key_file, key_passphrase=self.vps_key_passphrase,
+                           known_hosts=self.vps_known_hosts, host_key_sha256=self.vps_host_key_sha256,
+                           compression_level=self.ssh_compression_level)
+
+    @property
+    def reindex(self) -> ReindexSettings | None:
+        if not self.reindex_url:
+            return None
+        return ReindexSettings(url=self.reindex_url, method=self.reindex_method, token=self.reindex_token)
 
     @property
     def transport_name(self) -> str:
@@ -89,125 +239,77 @@ class Settings:
         return "ssh_tunnel" if self.ssh else "direct"
 
     def redactor(self) -> Redactor:
-        secrets: list[str | None] = []
-        for url in (self.dev_url, self.prod_url):
-            if url:
-                secrets.append(urlsplit(url).password)
-        if self.ssh:
-            secrets += [self.ssh.password, self.ssh.key_passphrase]
-        if self.reindex:
-            secrets.append(self.reindex.token)
-        secrets += command_secrets(self.prod_psql)
+        """Hides every secret of the settings: the URLs' passwords, the SSH password and passphrase, the
+        reindex token and what the psql command holds."""
+        secrets = [reveal(s) for s in (self.vps_password, self.vps_key_passphrase, self.reindex_token)]
+        for url in (self.dev_url, self.prod_url, self.dagster_pg_url):
+            if url is not None:
+                secrets.append(urlsplit(reveal(url)).password)
+        secrets += command_secrets(reveal(self.prod_psql))
         return Redactor(secrets)
 
     def describe(self) -> dict[str, str]:
         """What a run is pointed at, safe to show."""
-        where = {"dev": safe_url(self.dev_url), "transport": self.transport_name}
+        where = {"dev": safe_url(reveal(self.dev_url) or ""), "transport": self.transport_name}
         if self.prod_url:
-            where["prod"] = safe_url(self.prod_url)
+            where["prod"] = safe_url(reveal(self.prod_url) or "")
         if self.ssh:
             where["ssh"] = f"{self.ssh.user or ''}@{self.ssh.host}:{self.ssh.port}"
         if self.prod_psql:
-            where["prod_psql"] = self.redactor()(self.prod_psql)
+            where["prod_psql"] = self.redactor()(reveal(self.prod_psql) or "")
         return where
 
 
-def _read_env(env: Mapping[str, str] | None, env_file: str | Path | None) -> dict[str, str]:
-    values: dict[str, str] = {}
-    if env_file and Path(env_file).is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    values.update(os.environ if env is None else env)
-    return values
+_Model = TypeVar("_Model", Settings, LocationOptions)
+
+
+@functools.cache
+def _reader(model: type[_Model], from_environ: bool) -> type[BaseSettings]:
+    """``model`` read by pydantic-settings: from the keyword arguments (a command line's overrides) over the
+    process environment over the env file, or (``from_environ`` False) from the keyword arguments, given in place of
+    the environment, over the env file. The first source wins."""
+
+    class Reader(BaseSettings, model):  # type: ignore[valid-type, misc]
+        model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", validate_default=False)
+
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, dotenv_settings) if from_environ else (init_settings, dotenv_settings)
+
+    return Reader
+
+
+def _load(model: type[_Model], env: Mapping[str, str] | None, env_file: str | Path | None,
+          overrides: Mapping[str, str] | None) -> _Model:
+    env_path = env_file if env_file and Path(env_file).is_file() else None
+    try:
+        read = _reader(model, env is None)(_env_file=env_path, **{**(env or {}), **(overrides or {})})
+    except ValidationError as exc:
+        raise one_line(model, exc) from None
+    return model.model_construct(read.model_fields_set, **{n: getattr(read, n) for n in model.model_fields})
 
 
 def load_settings(
-    env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env", *, require_prod: bool = True
+    env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env", *, require_prod: bool = True,
+    overrides: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Settings from the environment (which wins) and ``env_file``; bad input is one clear line.
-    ``require_prod=False`` (the offline export) accepts settings that do not say where prod is: whatever
-    then needs prod refuses in the same one line."""
-    values = _read_env(env, env_file)
-
-    def get(name: str, default: str | None = None) -> str | None:
-        value = values.get(name, "").strip()
-        return value or default
-
-    dev_url = get("WEBSYNC_DEV_URL")
-    if not dev_url:
-        raise ConfigError("WEBSYNC_DEV_URL is not set: the dev database URL is required")
-    check_pg_url("WEBSYNC_DEV_URL", dev_url)
-    prod_url = get("WEBSYNC_PROD_URL")
-    prod_psql = get("WEBSYNC_PROD_PSQL")
-    if prod_url:
-        check_pg_url("WEBSYNC_PROD_URL", prod_url)
-    ssh = None
-    if host := get("VPS_HOST"):
-        port_text = get("VPS_PORT", "22") or "22"
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ConfigError(f"VPS_PORT must be a TCP port number, not {port_text!r}")
-        ssh = SshSettings(
-            host=host,
-            port=int(port_text),
-            user=get("VPS_USER"),
-            password=get("VPS_PASSWORD"),
-            key_file=get("VPS_KEY_FILE"),
-            key_passphrase=get("VPS_KEY_PASSPHRASE"),
-            known_hosts=get("VPS_KNOWN_HOSTS", "~/.ssh/known_hosts") or "~/.ssh/known_hosts",
-            host_key_sha256=get("VPS_HOST_KEY_SHA256"),
-            compression_level=whole_number("WEBSYNC_SSH_COMPRESSION_LEVEL",
-                                           get("WEBSYNC_SSH_COMPRESSION_LEVEL", "6") or "6", 0, 9, "zlib level"),
-        )
-    if prod_psql and not ssh:
-        raise ConfigError("WEBSYNC_PROD_PSQL is set but VPS_HOST is not: the psql command runs on the VPS over SSH")
-    if not prod_url and not prod_psql and require_prod:
+    """Settings from the environment (``env`` in its place when given), which wins, and ``env_file``; bad input
+    is one clear line. ``require_prod=False`` (the offline export) accepts settings that do not say where prod
+    is: whatever then needs prod refuses in the same one line. ``overrides`` (variables, e.g. ``--tables``'s
+    WEBSYNC_TABLES) win over both."""
+    settings = _load(Settings, env, env_file, overrides)
+    if require_prod and not settings.prod_url and not settings.prod_psql:
         raise ConfigError(NO_PROD)
-    reindex = None
-    if reindex_url := get("WEBSYNC_REINDEX_URL"):
-        check_reindex_url(reindex_url)
-        method = (get("WEBSYNC_REINDEX_METHOD", "POST") or "POST").upper()
-        if method not in REINDEX_METHODS:
-            raise ConfigError(f"WEBSYNC_REINDEX_METHOD must be one of {', '.join(REINDEX_METHODS)}, "
-                              f"not {get('WEBSYNC_REINDEX_METHOD')!r}")
-        reindex = ReindexSettings(reindex_url, method, get("WEBSYNC_REINDEX_TOKEN"))
-    location = _location_options(get, values)
-    return Settings(
-        dev_url=dev_url,
-        prod_url=prod_url,
-        ssh=ssh,
-        prod_psql=prod_psql,
-        export_dir=Path(get("WEBSYNC_EXPORT_DIR", "exports") or "exports"),
-        tables=location.tables,
-        diff_interval_s=location.diff_interval_s,
-        nightly_cron=location.nightly_cron,
-        reindex=reindex,
-        progress_every_s=seconds("WEBSYNC_PROGRESS_EVERY_S", get("WEBSYNC_PROGRESS_EVERY_S", "5") or "5"),
-        diff_auto_sync=boolean("WEBSYNC_DIFF_AUTO_SYNC", get("WEBSYNC_DIFF_AUTO_SYNC", "no") or "no"),
-        wait_s=whole_seconds("WEBSYNC_WAIT_S", get("WEBSYNC_WAIT_S", "600") or "600", minimum=0),
-        prod_idle_timeout_s=whole_seconds("WEBSYNC_PROD_IDLE_TIMEOUT_S",
-                                           get("WEBSYNC_PROD_IDLE_TIMEOUT_S", "60") or "60", minimum=1),
-        commit_every_s=seconds("WEBSYNC_COMMIT_EVERY_S", get("WEBSYNC_COMMIT_EVERY_S", "4") or "4") or None,
-    )
+    return settings
 
 
 def load_location_options(
-    env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env", *,
+    overrides: Mapping[str, str] | None = None,
 ) -> LocationOptions:
     """The code location's options from the environment (which wins) and ``env_file``; needs no database URL."""
-    values = _read_env(env, env_file)
-    return _location_options(lambda name, default=None: values.get(name, "").strip() or default, values)
-
-
-def _location_options(get: Callable[..., str | None], values: Mapping[str, str]) -> LocationOptions:
-    warn_h = seconds("WEBSYNC_FRESHNESS_WARN_H", get("WEBSYNC_FRESHNESS_WARN_H", "26") or "26", "hours")
-    fail_h = seconds("WEBSYNC_FRESHNESS_FAIL_H", get("WEBSYNC_FRESHNESS_FAIL_H", "50") or "50", "hours")
-    if not 0 < warn_h < fail_h:
-        raise ConfigError(f"WEBSYNC_FRESHNESS_WARN_H ({warn_h:g}) must be above 0 and below "
-                          f"WEBSYNC_FRESHNESS_FAIL_H ({fail_h:g})")
-    return LocationOptions(
-        tables=tables_value(get("WEBSYNC_TABLES"), values.get("WEBSYNC_TABLES", "")),
-        nightly_cron=check_cron("WEBSYNC_NIGHTLY_CRON", get("WEBSYNC_NIGHTLY_CRON", "0 3 * * *") or "0 3 * * *"),
-        diff_interval_s=whole_seconds("WEBSYNC_DIFF_INTERVAL_S", get("WEBSYNC_DIFF_INTERVAL_S", "600") or "600",
-                                      minimum=1),
-        freshness_warn_h=warn_h,
-        freshness_fail_h=fail_h,
-    )
+    return _load(LocationOptions, env, env_file, overrides)

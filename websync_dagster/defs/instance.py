@@ -58,21 +58,32 @@ def storage_url(url: str) -> str:
     return url
 
 
-def prepare_dagster_home(home: str | Path | None = None) -> Path:
-    """Create DAGSTER_HOME with websync's instance settings (unless the user wrote their own) and export it."""
-    if os.environ.get("DAGSTER_PG_URL"):
-        os.environ["DAGSTER_PG_URL"] = storage_url(os.environ["DAGSTER_PG_URL"])
-    path = Path(home or os.environ.get("DAGSTER_HOME") or Path.cwd() / DEFAULT_HOME).absolute()
+_FROM_ENVIRONMENT = object()
+
+
+def prepare_dagster_home(home: str | Path | None = None, pg_url: str | None | object = _FROM_ENVIRONMENT) -> Path:
+    """Create the instance's home with websync's instance settings (unless the user wrote their own): ``home``, else
+    ``./.dagster_home``; with ``pg_url`` (DAGSTER_PG_URL) its storage is that Postgres database. The CLI passes
+    both, as its settings loaded them; a caller without settings (the Makefile, the demo, a test) passes neither,
+    and DAGSTER_HOME and DAGSTER_PG_URL are read from the environment."""
+    if pg_url is _FROM_ENVIRONMENT:
+        home = home or os.environ.get("DAGSTER_HOME")
+        pg_url = os.environ.get("DAGSTER_PG_URL")
+    if isinstance(pg_url, str) and pg_url:
+        # dagster.postgres.yaml names the URL (``env: DAGSTER_PG_URL``) rather than holding it, so that its
+        # password is never written to disk: Dagster reads it from the environment when the instance opens, and
+        # nowhere else (the instance's config is a file). Hence this one write, with the driver it needs.
+        os.environ["DAGSTER_PG_URL"] = storage_url(pg_url)
+    path = Path(home or Path.cwd() / DEFAULT_HOME).absolute()
     path.mkdir(parents=True, exist_ok=True)
     with home_lock(path):
-        _write_config(path)
-    os.environ["DAGSTER_HOME"] = str(path)
+        _write_config(path, postgres=bool(pg_url))
     return path
 
 
-def _write_config(path: Path) -> None:
+def _write_config(path: Path, *, postgres: bool) -> None:
     config = path / "dagster.yaml"
-    text = instance_yaml()
+    text = instance_yaml({"DAGSTER_PG_URL": "set"} if postgres else {})
     if config.exists() and (MARKER not in config.read_text() or config.read_text() == text):
         return
     partial = path / f".dagster.yaml.{os.getpid()}"
@@ -92,11 +103,13 @@ def home_lock(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def open_instance(home: str | Path | None = None) -> tuple[DagsterInstance, Path]:
-    """DAGSTER_HOME prepared and its instance opened, its storage schemas created by one process at a time."""
-    path = prepare_dagster_home(home)
+def open_instance(home: str | Path | None = None,
+                  pg_url: str | None | object = _FROM_ENVIRONMENT) -> tuple[DagsterInstance, Path]:
+    """The instance's home prepared (``prepare_dagster_home``) and its instance opened from there (DAGSTER_HOME is
+    not written: the instance is handed to what uses it), its storage schemas created by one process at a time."""
+    path = prepare_dagster_home(home, pg_url)
     with home_lock(path):
-        instance = DagsterInstance.get()
+        instance = DagsterInstance.from_config(str(path))
         instance.get_runs(limit=1)  # run storage, then the event log index (concurrency slots live there)
         instance.event_log_storage.get_concurrency_keys()
     return instance, path

@@ -22,6 +22,7 @@ from websync_dagster.engine.catalog import QuerySession
 from websync_dagster.engine.events import EventSink
 from websync_dagster.engine.export import ExportResult, ProdKeys, export_table
 from websync_dagster.engine.follow import FollowedFile
+from websync_dagster.engine.progress import DEFAULT_EVERY_S
 from websync_dagster.transport.direct import PsycopgSession
 
 
@@ -49,7 +50,7 @@ class DevSide(ABC):
     def export(
         self, table: str, columns: Sequence[str], path: Path, *, prod_keys: ProdKeys | None = None,
         overrides: Mapping[str, Any] | None = None, report: EventSink | None = None,
-        follow: FollowedFile | None = None,
+        follow: FollowedFile | None = None, progress_every_s: float = DEFAULT_EVERY_S,
     ) -> ExportResult:
         """Write ``columns`` of ``table`` to ``path`` (with ``prod_keys``: only the rows prod lacks); see
         ``export.export_table``, whose contract every side keeps."""
@@ -85,10 +86,10 @@ class PsycopgDev(DevSide):
     def export(
         self, table: str, columns: Sequence[str], path: Path, *, prod_keys: ProdKeys | None = None,
         overrides: Mapping[str, Any] | None = None, report: EventSink | None = None,
-        follow: FollowedFile | None = None,
+        follow: FollowedFile | None = None, progress_every_s: float = DEFAULT_EVERY_S,
     ) -> ExportResult:
         return export_table(self._connection(), table, columns, path, prod_keys=prod_keys, overrides=overrides,
-                            report=report, follow=follow)
+                            report=report, follow=follow, progress_every_s=progress_every_s)
 
     def stopper(self) -> ExportStopper:
         return _ConnectionStopper(self._connection())

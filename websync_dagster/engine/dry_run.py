@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def dry_run(settings: Settings, tables: Sequence[str] | None = None) -> list[Dry
     out: list[DryRunTable] = []
     not_landing: list[str] = []
     with tempfile.TemporaryDirectory(prefix="websync-dry-run-") as scratch, \
-            SyncContext(replace(settings, export_dir=Path(scratch))) as ctx:
+            SyncContext(settings.model_copy(update={"export_dir": Path(scratch)})) as ctx:
         run_id = new_run_id()
         for table in [t for t in settings.tables if t in wanted]:
             row = DryRunTable(table)

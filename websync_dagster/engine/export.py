@@ -24,7 +24,7 @@ from websync_dagster.engine.key_digest import (
     digest_query,
     within_buckets,
 )
-from websync_dagster.engine.progress import Progress
+from websync_dagster.engine.progress import DEFAULT_EVERY_S, Progress
 
 
 @dataclass(frozen=True)
@@ -276,6 +276,7 @@ def export_table(
     overrides: Mapping[str, Any] | None = None,
     report: EventSink | None = None,
     follow: FollowedFile | None = None,
+    progress_every_s: float = DEFAULT_EVERY_S,
 ) -> ExportResult:
     """Write ``columns`` of ``table`` as CSV with a header to ``path``.
 
@@ -290,7 +291,7 @@ def export_table(
     ExportCancelled. A file the export does not finish is removed.
     """
     try:
-        result = _export(dev, table, columns, path, prod_keys, overrides or {}, report, follow)
+        result = _export(dev, table, columns, path, prod_keys, overrides or {}, report, follow, progress_every_s)
     except BaseException as exc:
         if follow is not None:
             follow.finished(exc)
@@ -309,6 +310,7 @@ def _export(
     overrides: Mapping[str, Any],
     report: EventSink | None,
     follow: FollowedFile | None,
+    progress_every_s: float,
 ) -> ExportResult:
     started = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -337,7 +339,7 @@ def _export(
         expected_rows = dev_rows - already - sum(clashes.values())
         per_row = _csv_bytes_per_row(cur, table, columns) if expected_rows > 0 and report is not None else 0.0
         progress = Progress(table, "export", report, total_rows=expected_rows, estimated=True,
-                            total_bytes=round(expected_rows * per_row))
+                            total_bytes=round(expected_rows * per_row), every_s=progress_every_s)
         with open(partial, "xb") as out:
             try:
                 with cur.copy(query) as copy:  # left early: psycopg cancels dev's COPY

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import Literal
 
 from websync_dagster.engine.events import EventSink, TransferProgress
 
-
-def default_interval() -> float:
-    """Seconds between two progress lines (WEBSYNC_PROGRESS_EVERY_S, default 5)."""
-    return float(os.environ.get("WEBSYNC_PROGRESS_EVERY_S", "5"))
+#: seconds between two progress lines when the caller does not say (a run passes WEBSYNC_PROGRESS_EVERY_S)
+DEFAULT_EVERY_S = 5.0
 
 
 class Progress:
     def __init__(self, table: str, phase: Literal["export", "load"], report: EventSink | None, *,
-                 total_bytes: int = 0, total_rows: int = 0, every_s: float | None = None,
+                 total_bytes: int = 0, total_rows: int = 0, every_s: float = DEFAULT_EVERY_S,
                  estimated: bool = False) -> None:
         """``estimated``: the totals are dev's estimate (shown with ``~``), not the size of a finished file."""
         self.table = table
@@ -26,7 +23,7 @@ class Progress:
         self.total_bytes = total_bytes
         self.total_rows = total_rows
         self.estimated = estimated
-        self.every_s = default_interval() if every_s is None else every_s
+        self.every_s = every_s
         self.bytes = 0
         self.started = time.perf_counter()
         self._last = self.started

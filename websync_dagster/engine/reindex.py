@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from websync_dagster.core.errors import SyncError
-from websync_dagster.core.settings import ReindexSettings, Settings
+from websync_dagster.core.settings import ReindexSettings, Settings, reveal
 
 TIMEOUT_S = 120
 
@@ -28,7 +28,7 @@ class ReindexResult:
 
 
 def _headers(reindex: ReindexSettings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {reindex.token}"} if reindex.token else {}
+    return {"Authorization": f"Bearer {reveal(reindex.token)}"} if reindex.token else {}
 
 
 def _from_vps(settings: Settings, reindex: ReindexSettings) -> int:

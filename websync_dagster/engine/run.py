@@ -21,7 +21,7 @@ from types import TracebackType
 import psycopg
 
 from websync_dagster.core.errors import ConfigError, SyncError, TableSyncError, first_line
-from websync_dagster.core.settings import Settings
+from websync_dagster.core.settings import Settings, reveal
 from websync_dagster.engine.catalog import read_catalog
 from websync_dagster.engine.dev_side import DevSide, PsycopgDev
 from websync_dagster.engine.diff import TableDiff, diff_table
@@ -107,8 +107,9 @@ class SyncContext:
     def dev(self) -> psycopg.Connection:
         if self._dev is None or self._dev.closed:
             settings = self.settings
-            self._dev = connect(settings.dev_url, what="dev", redactor=settings.redactor(), autocommit=True,
-                                **dev_session_params(settings.dev_url, settings.wait_s))
+            dev_url = reveal(settings.dev_url) or ""
+            self._dev = connect(dev_url, what="dev", redactor=settings.redactor(), autocommit=True,
+                                **dev_session_params(dev_url, settings.wait_s))
             self._stack.callback(self._dev.close)
         return self._dev
 
@@ -184,11 +185,12 @@ def run_export(
         try:
             if scope == "all":
                 dev_columns = read_catalog(ctx.dev_side.catalog(), [table], side="dev")[table].column_names
-                return ctx.dev_side.export(table, dev_columns, path, report=report)
+                return ctx.dev_side.export(table, dev_columns, path, report=report,
+                                           progress_every_s=ctx.settings.progress_every_s)
             plan = ctx.plan(table)
             keys = prod_keys(ctx.prod, plan, ctx.planning().prod_digests)
             return ctx.dev_side.export(table, plan.shipped, path, prod_keys=keys, overrides=plan.overrides,
-                                       report=report, follow=follow)
+                                       report=report, follow=follow, progress_every_s=ctx.settings.progress_every_s)
         except SyncError:
             raise
         except Exception as exc:  # a connection lost mid-COPY, a full disk...: one line naming the table
@@ -251,6 +253,7 @@ def run_load(
             commit_every_s=ctx.settings.commit_every_s,
             report=report,
             watch=ctx.lock_watch(table, report),
+            progress_every_s=ctx.settings.progress_every_s,
         )
         _account(ctx, result, export, sent_before)
         return LoadOutcome(plan, result, export)
@@ -451,7 +454,8 @@ def _export_and_load(
         result = load_followed(prod, plan, exporter.followed, exporter.finish,
                                reject_dir=ctx.settings.export_dir / REJECT_SUBDIR, stamp=run_id,
                                commit_every_s=ctx.settings.commit_every_s, into=loaded, report=report,
-                               watch=ctx.lock_watch(run.table, report))
+                               watch=ctx.lock_watch(run.table, report),
+                               progress_every_s=ctx.settings.progress_every_s)
     finally:
         run.committed = loaded.inserted
         exporter.stop()  # the load stopped before the end of the file: the export ends with it

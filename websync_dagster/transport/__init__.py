@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from websync_dagster.core.errors import ConfigError
-from websync_dagster.core.settings import NO_PROD
+from websync_dagster.core.settings import NO_PROD, reveal
 
 if TYPE_CHECKING:
     from websync_dagster.core.settings import Settings
@@ -26,4 +26,5 @@ def make_transport(settings: Settings) -> ProdTransport:
 
     if settings.prod_url is None:
         raise ConfigError(NO_PROD)
-    return DirectTransport(settings.prod_url, settings.redactor(), settings.prod_idle_timeout_s, settings.wait_s)
+    return DirectTransport(reveal(settings.prod_url) or "", settings.redactor(), settings.prod_idle_timeout_s,
+                           settings.wait_s)

@@ -28,7 +28,7 @@ from typing import Any
 from psycopg import sql
 
 from websync_dagster.core.errors import ConfigError
-from websync_dagster.core.settings import Settings
+from websync_dagster.core.settings import Settings, reveal
 from websync_dagster.transport.base import (
     CopyIn,
     ProdSession,
@@ -241,7 +241,7 @@ class SshPsqlTransport(SshTransport):
         if settings.ssh is None or not settings.prod_psql:
             raise ConfigError("ssh_psql needs VPS_HOST and WEBSYNC_PROD_PSQL")
         super().__init__(settings)
-        self.command = settings.prod_psql
+        self.command = reveal(settings.prod_psql) or ""
 
     def describe(self) -> str:
         return f"{self._via()}: {self.redactor(self.command)}"

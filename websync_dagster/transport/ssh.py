@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import paramiko
 
 from websync_dagster.core.redact import Redactor
-from websync_dagster.core.settings import Settings, SshSettings
+from websync_dagster.core.settings import Settings, SshSettings, reveal
 from websync_dagster.transport.base import ProdTransport
 from websync_dagster.transport.host_key_policy import SshError, VerifyHostKey, read_known_hosts
 from websync_dagster.transport.ssh_wire import CountingSocket, open_socket, transport_class
@@ -45,7 +45,7 @@ class SshConnection:
         on for what comes down, and what goes up travels in zlib's stored blocks (no CPU spent on it)."""
         self.settings = settings
         self.sends_compressed = sends_compressed
-        self.redactor = redactor or Redactor([settings.password, settings.key_passphrase])
+        self.redactor = redactor or Redactor([reveal(settings.password), reveal(settings.key_passphrase)])
         self.client = paramiko.SSHClient()
         self.sock: CountingSocket | None = None
 
@@ -68,7 +68,7 @@ class SshConnection:
                 port=s.port,
                 sock=self.sock,
                 username=s.user,
-                password=s.password,
+                password=reveal(s.password),
                 pkey=pkey,
                 allow_agent=not use_password and not s.key_file,
                 look_for_keys=not use_password and not s.key_file,
@@ -111,7 +111,7 @@ class SshConnection:
         """The private key of VPS_KEY_FILE (ed25519, ecdsa or rsa), decrypted with VPS_KEY_PASSPHRASE."""
         path = os.path.expanduser(self.settings.key_file or "")
         try:
-            passphrase = self.settings.key_passphrase
+            passphrase = reveal(self.settings.key_passphrase)
             return paramiko.PKey.from_path(path, password=passphrase.encode() if passphrase else None)
         except FileNotFoundError:
             raise SshError(f"VPS_KEY_FILE {path} does not exist") from None

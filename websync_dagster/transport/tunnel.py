@@ -26,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from websync_dagster.core.errors import ConfigError, SyncError
 from websync_dagster.core.redact import safe_url
-from websync_dagster.core.settings import Settings
+from websync_dagster.core.settings import Settings, reveal
 from websync_dagster.transport.direct import PsycopgSession, connect, prod_session_params
 from websync_dagster.transport.ssh import SshConnection, SshError, SshTransport, remote_failure
 from websync_dagster.transport.ssh_wire import MAX_PACKET_BYTES, WINDOW_BYTES
@@ -163,8 +163,8 @@ class SshTunnelTransport(SshTransport):
         if settings.ssh is None or not settings.prod_url:
             raise ConfigError("ssh_tunnel needs VPS_HOST and WEBSYNC_PROD_URL")
         super().__init__(settings)
-        self.prod_url = settings.prod_url
-        self.url, self.container, docker_port = split_docker_url(settings.prod_url)
+        self.prod_url = reveal(settings.prod_url) or ""
+        self.url, self.container, docker_port = split_docker_url(self.prod_url)
         params = conninfo_to_dict(self.url)
         self.endpoint_port = docker_port or int(params.get("port") or 5432)
         self.endpoint_host = str(params.get("host") or "127.0.0.1")

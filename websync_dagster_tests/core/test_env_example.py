@@ -16,8 +16,9 @@ SET_UPS = {"direct": "(1)", "ssh_tunnel": "(2)", "ssh_psql": "(3)"}
 
 
 def _read_variables() -> set[str]:
-    source = Path(settings_module.__file__).read_text()
-    return set(re.findall(r'get\("([A-Z_]+)"', source))
+    """Every variable the settings read: the aliases of the fields of Settings and LocationOptions."""
+    models = (settings_module.Settings, settings_module.LocationOptions)
+    return {str(f.validation_alias) for model in models for f in model.model_fields.values()}
 
 
 def test_every_variable_the_settings_read_is_in_the_example():

@@ -1,36 +1,45 @@
 """Settings validation, without servers: every bad value is refused when settings load, in one line
-naming the variable, before any run starts."""
+naming the variable, before any run starts. The code location's own options (the cron, the sensor's interval)
+are LocationOptions, refused the same way when they load."""
 
 from __future__ import annotations
 
 import pytest
 
 from websync_dagster.core.errors import ConfigError
-from websync_dagster.core.settings import load_settings
+from websync_dagster.core.settings import load_location_options, load_settings
 
 BASE = {"WEBSYNC_DEV_URL": "postgresql://dev@127.0.0.1:5432/dev", "WEBSYNC_PROD_URL": "postgresql://p@10.0.0.2/prod"}
+
+
+#: the variables of the code location's options (LocationOptions), not of a run's Settings
+LOCATION = ("WEBSYNC_DIFF_INTERVAL_S", "WEBSYNC_NIGHTLY_CRON")
 
 
 def _load(**extra: str):
     return load_settings({**BASE, **extra}, env_file=None)
 
 
+def _location(**extra: str):
+    return load_location_options({**BASE, **extra}, env_file=None)
+
+
 def test_defaults_of_the_new_values():
     settings = _load()
-    assert settings.diff_interval_s == 600
-    assert settings.nightly_cron == "0 3 * * *"
+    assert _location().diff_interval_s == 600
+    assert _location().nightly_cron == "0 3 * * *"
     assert settings.progress_every_s == 5.0
     assert settings.diff_auto_sync is False
     assert settings.wait_s == 600
 
 
 def test_good_values_are_read():
-    settings = _load(WEBSYNC_DIFF_INTERVAL_S="30", WEBSYNC_NIGHTLY_CRON="*/15 2-4 1,15 jan-jun mon-fri",
-                     WEBSYNC_PROGRESS_EVERY_S="0.5", WEBSYNC_DIFF_AUTO_SYNC="Yes", WEBSYNC_WAIT_S="0",
+    location = _location(WEBSYNC_DIFF_INTERVAL_S="30", WEBSYNC_NIGHTLY_CRON="*/15 2-4 1,15 jan-jun mon-fri")
+    settings = _load(WEBSYNC_PROGRESS_EVERY_S="0.5", WEBSYNC_DIFF_AUTO_SYNC="Yes", WEBSYNC_WAIT_S="0",
                      WEBSYNC_REINDEX_URL="https://prod.example/reindex", WEBSYNC_REINDEX_METHOD="put",
                      WEBSYNC_TABLES="web_pages, web_sources")
-    assert settings.diff_interval_s == 30
-    assert settings.nightly_cron == "*/15 2-4 1,15 jan-jun mon-fri"
+    assert location.diff_interval_s == 30
+    assert location.nightly_cron == "*/15 2-4 1,15 jan-jun mon-fri"
     assert settings.progress_every_s == 0.5
     assert settings.diff_auto_sync is True
     assert settings.wait_s == 0
@@ -74,7 +83,7 @@ def test_a_bad_value_is_one_line_naming_the_variable(name, value, expected):
     if name == "WEBSYNC_REINDEX_METHOD":
         extra["WEBSYNC_REINDEX_URL"] = "https://prod.example/reindex"
     with pytest.raises(ConfigError) as caught:
-        _load(**extra)
+        (_location if name in LOCATION else _load)(**extra)
     assert str(caught.value) == expected
 
 
@@ -89,3 +98,33 @@ def test_a_url_with_a_bad_port_is_refused_without_its_password(name, url, expect
         _load(**{name: url})
     assert str(caught.value) == expected
     assert "s3cret" not in str(caught.value)
+
+
+def test_the_environment_wins_over_the_env_file_and_a_blank_value_is_unset(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("WEBSYNC_DEV_URL=postgresql://file@h/dev\nWEBSYNC_WAIT_S=5\nWEBSYNC_EXPORT_DIR=from-file\n"
+                        "VPS_HOST=\n")
+    for name in ("WEBSYNC_DEV_URL", "VPS_HOST", "WEBSYNC_EXPORT_DIR", "WEBSYNC_TABLES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WEBSYNC_WAIT_S", " 9 ")
+    monkeypatch.setenv("WEBSYNC_EXPORT_DIR", "  ")
+    settings = load_settings(env_file=env_file, require_prod=False)
+    assert settings.dev_url is not None and settings.dev_url.get_secret_value() == "postgresql://file@h/dev"
+    assert settings.wait_s == 9  # the environment's, its spaces left out
+    assert str(settings.export_dir) == "exports"  # set blank in the environment: unset, whatever the file says
+    assert settings.ssh is None
+    given = load_settings({"WEBSYNC_WAIT_S": "3"}, env_file=env_file, require_prod=False)
+    assert given.wait_s == 3 and given.dev_url is not None  # a mapping in place of the environment, over the file
+
+
+def test_overrides_win_over_the_environment(monkeypatch):
+    monkeypatch.setenv("WEBSYNC_TABLES", "web_pagez")  # a command line's --tables replaces a bad value
+    settings = load_settings({**BASE, "WEBSYNC_TABLES": "web_pagez"}, env_file=None,
+                             overrides={"WEBSYNC_TABLES": "web_files"})
+    assert settings.tables == ("web_files",)
+    assert load_location_options(env_file=None, overrides={"WEBSYNC_TABLES": "web_files"}).tables == ("web_files",)
+
+
+def test_nothing_but_the_variables_given_is_read(monkeypatch):
+    monkeypatch.setenv("WEBSYNC_WAIT_S", "forever")  # bad, but the settings are given a mapping instead
+    assert _load().wait_s == 600

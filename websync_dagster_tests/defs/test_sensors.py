@@ -65,11 +65,14 @@ def test_identical_tables_cost_one_query_per_side(sync_env):
 
 
 def _evaluate(sync_env, cursor=None):
-    """One real evaluation of the sensor (resources set up and torn down as the daemon does)."""
+    """One real evaluation of the sensor (resources set up and torn down as the daemon does), with the resource of
+    the code location as Dagster loads it (its settings read from the environment then)."""
     instance = DagsterInstance.from_config(str(sync_env.dagster_home))
-    with build_sensor_context(instance=instance, cursor=cursor,
-                              resources={"websync": WebsyncResource(env_file="/dev/null")}) as context:
-        return defs().resolve_sensor_def("dev_prod_diff_sensor")(context)
+    loaded = defs()
+    websync = loaded.resources["websync"]
+    assert isinstance(websync, WebsyncResource)
+    with build_sensor_context(instance=instance, cursor=cursor, resources={"websync": websync}) as context:
+        return loaded.resolve_sensor_def("dev_prod_diff_sensor")(context)
 
 
 def test_sensor_records_the_drift_and_keeps_a_cursor(sync_env, monkeypatch):

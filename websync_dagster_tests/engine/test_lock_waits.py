@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 
 import psycopg
 import pytest
@@ -102,7 +101,7 @@ def test_prods_own_app_inserting_the_same_page_during_the_sync(sync_env15):
 
 
 def test_a_table_lock_is_bounded_on_every_transport(sync_env, prod_via, monkeypatch):
-    settings = replace(prod_via(sync_env), wait_s=3)
+    settings = prod_via(sync_env).model_copy(update={"wait_s": 3})
     with holding(sync_env.prod_url, "LOCK TABLE web_sources IN SHARE MODE", application="migrate") as pid:
         started = time.monotonic()
         with pytest.raises(Exception) as failed:

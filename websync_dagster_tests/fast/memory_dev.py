@@ -25,6 +25,7 @@ from websync_dagster.engine.dev_side import DevSide, ExportStopper
 from websync_dagster.engine.events import EventSink
 from websync_dagster.engine.export import ExportResult, ProdKeys
 from websync_dagster.engine.follow import FollowedFile
+from websync_dagster.engine.progress import DEFAULT_EVERY_S
 from websync_dagster_tests.fast.memory_prod import MemoryDatabase, MemoryTable, Row, catalog_rows, catalog_tables, text
 
 
@@ -75,7 +76,7 @@ class MemoryDev(DevSide):
     def export(
         self, table: str, columns: Sequence[str], path: Path, *, prod_keys: ProdKeys | None = None,
         overrides: Mapping[str, Any] | None = None, report: EventSink | None = None,
-        follow: FollowedFile | None = None,
+        follow: FollowedFile | None = None, progress_every_s: float = DEFAULT_EVERY_S,
     ) -> ExportResult:
         try:
             result = self._export(table, columns, path, prod_keys, overrides or {}, follow)

@@ -9,7 +9,6 @@ themselves, lock waits) stays in the real-server suite; see memory_prod.py for w
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -90,7 +89,7 @@ def make_world(tmp_path: Path, deps: Mapping[str, Sequence[str]] = DECLARED_DEPS
                               "WEBSYNC_PROD_URL": "postgresql://prod@memory.invalid/prod",
                               "WEBSYNC_EXPORT_DIR": str(tmp_path / "exports")}, env_file=None)
     # a unit closes at the first row boundary after this long: one row per unit, many units per table
-    settings = dataclasses.replace(settings, commit_every_s=1e-9)
+    settings = settings.model_copy(update={"commit_every_s": 1e-9})
     return World(prod, MemoryDev(dev, prod), settings, deps)
 
 

@@ -44,7 +44,7 @@ from websync_dagster.engine.load.steps import advisory_lock, count_rows
 from websync_dagster.engine.load.units_loop import load_units, unit_seconds
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
-from websync_dagster.engine.progress import Progress
+from websync_dagster.engine.progress import DEFAULT_EVERY_S, Progress
 from websync_dagster.transport.base import ProdSession
 
 __all__ = [
@@ -95,10 +95,11 @@ class _TableLoad:
     commit_every_s: float | None
     report: EventSink | None
     watch: LockWatch | None
+    progress_every_s: float
 
     def progress(self, *, total_bytes: int, total_rows: int, estimated: bool = False) -> Progress:
         return Progress(self.plan.table, "load", self.report, total_bytes=total_bytes, total_rows=total_rows,
-                        estimated=estimated)
+                        estimated=estimated, every_s=self.progress_every_s)
 
     def send(self, chunks: Iterator[bytes], fd: int, result: LoadResult) -> None:
         """Load the file unit by unit (see units_loop.py) into ``result``; ``fd`` is closed here."""
@@ -119,6 +120,7 @@ def load_export(
     commit_every_s: float | None = None,
     report: EventSink | None = None,
     watch: LockWatch | None = None,
+    progress_every_s: float = DEFAULT_EVERY_S,
 ) -> LoadResult:
     """Insert the rows of ``export_file`` (CSV with header, columns ``plan.shipped``) into prod, in
     commit units of ``commit_every_s`` seconds of sending (None: one transaction)."""
@@ -127,7 +129,7 @@ def load_export(
     if header != list(plan.shipped):
         raise TableSyncError(plan.table, f"export {export_file} has columns {header}, expected {list(plan.shipped)}")
     size = export_file.stat().st_size
-    load = _TableLoad(session, plan, reject_dir, stamp, commit_every_s, report, watch)
+    load = _TableLoad(session, plan, reject_dir, stamp, commit_every_s, report, watch, progress_every_s)
     result = LoadResult(table=plan.table)
     chunks = load.progress(total_bytes=size, total_rows=rows).wrap(file_chunks(export_file)())
     fd = os.open(export_file, os.O_RDONLY)
@@ -149,6 +151,7 @@ def load_followed(
     into: LoadResult | None = None,
     report: EventSink | None = None,
     watch: LockWatch | None = None,
+    progress_every_s: float = DEFAULT_EVERY_S,
 ) -> LoadResult:
     """Insert into prod the export that another thread is writing, as it is written, in commit units.
 
@@ -160,7 +163,7 @@ def load_followed(
     earlier attempt of the same table that committed some units (the figures add up).
     """
     started = time.perf_counter()
-    load = _TableLoad(session, plan, reject_dir, stamp, commit_every_s, report, watch)
+    load = _TableLoad(session, plan, reject_dir, stamp, commit_every_s, report, watch, progress_every_s)
     result = into if into is not None else LoadResult(table=plan.table)
     accounted_before, inserted_before = result.accounted, result.inserted
     with _rolled_back_on_error(plan.table, result):
