@@ -56,7 +56,7 @@ with collector_paused(then_freeze=True):
     from websync_dagster.core.report import text_table
     from websync_dagster.core.settings import LocationOptions, Settings, load_location_options, load_settings, reveal
     from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES, parse_tables
-    from websync_dagster.defs.definitions import build_definitions
+    from websync_dagster.definitions import build_definitions
     from websync_dagster.defs.failures import ERRORS_KEY, Problem, problem_line
     from websync_dagster.defs.instance import (
         WaitInterrupted,

@@ -1,4 +1,5 @@
-"""The code location ``websync_dagster.definitions:defs`` (what workspace.yaml, ``dagster`` and ``dg`` load).
+"""The code location ``websync_dagster.definitions:defs`` (what workspace.yaml, ``dagster`` and ``dg`` load),
+and the one place where its definitions are assembled (``build_definitions``, which the ``websync`` CLI uses too).
 
 The definitions are built when Dagster loads the location, not when this module is imported: the options (tables,
 cron, the sensor's interval) and the run's settings are loaded from the environment and ``.env`` then, once, and
@@ -6,19 +7,41 @@ handed to the resource (nothing reads the environment later: change it, then rel
 from the UI loads the location in its own process). A bad value does not stop the location from loading (the UI,
 ``dagster definitions validate``): a bad option is logged in one line and the defaults are used; bad settings fail
 every step that needs them with their one line, before it does anything.
+
+Whatever a user adds to the ``defs`` folder (``dg scaffold defs ...``, a module with an asset, a job or a
+``Definitions``) is loaded with the rest (``dg.load_from_defs_folder``); websync's own modules there hold no
+Dagster object at module level, so that they are not loaded twice.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import dagster as dg
 
 from websync_dagster.core.errors import ConfigError
 from websync_dagster.core.settings import LocationOptions, Settings, load_location_options, load_settings
-from websync_dagster.defs.definitions import build_definitions
+from websync_dagster.defs.assets import build_sync_assets, freshness_policy
+from websync_dagster.defs.jobs import build_asset_jobs, build_read_only_jobs
+from websync_dagster.defs.resources import WebsyncResource
+from websync_dagster.defs.schedules import build_nightly_schedule
+from websync_dagster.defs.sensors import build_diff_sensor
 
 logger = logging.getLogger("websync")
+
+
+def build_definitions(options: LocationOptions, settings: Settings | ConfigError) -> dg.Definitions:
+    """websync's assets, jobs, schedule, sensor and resource with ``options``; the resource runs with ``settings``
+    (or, when they could not be loaded, fails every step that needs them with the ConfigError's line)."""
+    jobs = build_asset_jobs(options.tables)
+    return dg.Definitions(
+        assets=[build_sync_assets(freshness_policy(options.freshness_warn_h, options.freshness_fail_h))],
+        jobs=[jobs.websync_job, jobs.export_job, *build_read_only_jobs()],
+        schedules=[build_nightly_schedule(jobs.websync_job, options.nightly_cron)],
+        sensors=[build_diff_sensor(jobs.websync_job, options.diff_interval_s)],
+        resources={"websync": WebsyncResource.from_settings(settings)},
+    )
 
 
 def location_options() -> LocationOptions:
@@ -39,4 +62,6 @@ def run_settings() -> Settings | ConfigError:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions(location_options(), run_settings())
+    """websync's definitions and those of the ``defs`` folder (``[tool.dg.project] defs_module``)."""
+    added = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    return dg.Definitions.merge(build_definitions(location_options(), run_settings()), added)

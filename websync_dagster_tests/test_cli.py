@@ -52,7 +52,7 @@ def test_the_cli_hands_its_settings_to_the_job_without_writing_the_environment(t
     settings, options = prepare("export", str(env_file), "web_pages")
     assert dict(os.environ) == before
     assert settings.tables == options.tables == ("web_pages",) and settings.wait_s == 4
-    from websync_dagster.defs.definitions import build_definitions
+    from websync_dagster.definitions import build_definitions
 
     definitions = build_definitions(options, settings)
     assert definitions.resources["websync"].settings() == settings

@@ -153,6 +153,33 @@ def _wait_until_served(base: str, proc: subprocess.Popen, log_path: Path) -> Non
     raise AssertionError(f"dg dev did not serve {base} within 120 s:\n{log_path.read_text()[-3000:]}")
 
 
+@pytest.mark.servers  # subprocesses: two dg commands
+def test_what_dg_scaffolds_in_the_defs_folder_is_loaded_with_websyncs_definitions(tmp_path):
+    """`[tool.dg.project] defs_module` is the defs folder, and the code location loads it: an asset that
+    `dg scaffold defs` puts there is listed by `dg list defs` next to websync's own, each once."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
+    subprocess.run(["cp", "-r", str(REPO / "websync_dagster"), str(project)], check=True)
+    env = {**os.environ, "VIRTUAL_ENV": str(VENV_BIN.parent), "PYTHONPATH": str(project),
+           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DAGSTER_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    for name in [n for n in os.environ if n.startswith(("WEBSYNC_", "VPS_"))]:
+        env.pop(name)
+
+    def dg(*args: str) -> str:
+        proc = subprocess.run([DG, *args], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        return proc.stdout + proc.stderr
+
+    dg("scaffold", "defs", "dagster.asset", "crawl_report.py")
+    assert (project / "websync_dagster" / "defs" / "crawl_report.py").is_file()
+    listed = _json_part(dg("list", "defs", "--json"))
+    keys = [a["asset_key"] for a in listed["assets"]]
+    assert "crawl_report" in keys
+    assert sorted(keys) == sorted({*keys}) and "web_pages/prod_upserted" in keys
+    assert [j["name"] for j in listed["jobs"]].count("status_job") == 1
+
 
 def test_fresh_instance_opens_on_the_page_not_a_pop_up(tmp_path):
     """Dagster's UI covers its first page with a "Join the Dagster community" dialog on an instance whose
