@@ -19,8 +19,9 @@ from typing import Any
 import psycopg
 
 from websync_dagster.engine.catalog import QuerySession
+from websync_dagster.engine.delta import ProdKeys
 from websync_dagster.engine.events import EventSink
-from websync_dagster.engine.export import ExportResult, ProdKeys, export_table
+from websync_dagster.engine.export import ExportResult, export_table
 from websync_dagster.engine.follow import FollowedFile
 from websync_dagster.engine.progress import DEFAULT_EVERY_S
 from websync_dagster.transport.direct import PsycopgSession

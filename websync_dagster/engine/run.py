@@ -23,6 +23,7 @@ import psycopg
 from websync_dagster.core.errors import ConfigError, SyncError, TableSyncError, first_line
 from websync_dagster.core.settings import Settings, reveal
 from websync_dagster.engine.catalog import read_catalog
+from websync_dagster.engine.delta import prod_keys
 from websync_dagster.engine.dev_side import DevSide, PsycopgDev
 from websync_dagster.engine.diff import TableDiff, diff_table
 from websync_dagster.engine.diff_cache import DiffCache
@@ -35,7 +36,7 @@ from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.order import check_declared_order
 from websync_dagster.engine.outcome import outcome_events
 from websync_dagster.engine.plan import TablePlan
-from websync_dagster.engine.planning import Planning, plan_each_table, prod_keys
+from websync_dagster.engine.planning import Planning, plan_each_table
 from websync_dagster.engine.status import prod_counts, web_sources_detail
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import ProdSession, ProdTransport
