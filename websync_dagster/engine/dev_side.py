@@ -28,7 +28,7 @@ from websync_dagster.transport.direct import PsycopgSession
 
 
 class ExportStopper(ABC):
-    """Ends, from the load's thread, an export running in another thread (see ``run._ExportThread.stop``)."""
+    """Ends, from the load's thread, an export running in another thread (see ``export_thread.ExportThread.stop``)."""
 
     @abstractmethod
     def cancel(self, timeout: float) -> None:
