@@ -49,7 +49,8 @@ from websync_dagster.core.tables import DEFAULT_TABLES  # noqa: E402
 from websync_dagster.demo.postgres import EmbeddedPostgres  # noqa: E402
 from websync_dagster.demo.sample_schema import schema_ddl  # noqa: E402
 from websync_dagster.demo.sshd import SshServer, start_sshd  # noqa: E402
-from websync_dagster.engine.run import SyncContext, run_diff  # noqa: E402
+from websync_dagster.engine.context import SyncContext  # noqa: E402
+from websync_dagster.engine.run import run_diff  # noqa: E402
 
 PASSWORD = "bench-pw-3141"
 

@@ -10,8 +10,11 @@ from psycopg import sql
 
 from websync_dagster.core.settings import Settings
 from websync_dagster.core.tables import DECLARED_DEPS
+from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.export import ExportResult
-from websync_dagster.engine.run import LoadOutcome, SyncContext, new_run_id, run_load, run_tables
+from websync_dagster.engine.export_load import LoadOutcome, run_load
+from websync_dagster.engine.run import run_tables
+from websync_dagster.engine.run_id import new_run_id
 
 
 def sync_all(settings: Settings) -> dict[str, LoadOutcome]:

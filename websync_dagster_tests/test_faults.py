@@ -28,7 +28,9 @@ from psycopg import sql
 from websync_dagster.core.errors import ConfigError
 from websync_dagster.core.settings import Settings, load_settings
 from websync_dagster.core.tables import DECLARED_DEPS
-from websync_dagster.engine.run import SyncContext, TableRun, run_tables
+from websync_dagster.engine.context import SyncContext
+from websync_dagster.engine.run import run_tables
+from websync_dagster.engine.table_run import TableRun
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import Query
 from websync_dagster.transport.direct import KEEPALIVE_IDLE_S

@@ -35,8 +35,10 @@ from websync_dagster.defs import metadata
 from websync_dagster.defs.failures import Problem, as_failure, failure, first_cause, problem
 from websync_dagster.defs.log_events import to_log
 from websync_dagster.defs.resources import WebsyncResource
+from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.reindex import request_reindex
-from websync_dagster.engine.run import SyncContext, TableRun, run_tables
+from websync_dagster.engine.run import run_tables
+from websync_dagster.engine.table_run import TableRun
 
 REINDEX_GROUP = "prod"
 NO_REJECTS_CHECK = "no_rejected_rows"

@@ -7,7 +7,7 @@ from typing import Any
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
 
 from websync_dagster.engine.export import ExportResult
-from websync_dagster.engine.run import LoadOutcome
+from websync_dagster.engine.export_load import LoadOutcome
 
 
 def export_metadata(result: ExportResult) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 
 from websync_dagster.core.errors import ConfigError
 from websync_dagster.core.settings import Settings
-from websync_dagster.engine.run import SyncContext
+from websync_dagster.engine.context import SyncContext
 
 
 def _setting(name: str) -> Any:

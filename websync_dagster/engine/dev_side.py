@@ -19,15 +19,16 @@ from typing import Any
 import psycopg
 
 from websync_dagster.engine.catalog import QuerySession
+from websync_dagster.engine.delta import ProdKeys
 from websync_dagster.engine.events import EventSink
-from websync_dagster.engine.export import ExportResult, ProdKeys, export_table
+from websync_dagster.engine.export import ExportResult, export_table
 from websync_dagster.engine.follow import FollowedFile
 from websync_dagster.engine.progress import DEFAULT_EVERY_S
 from websync_dagster.transport.direct import PsycopgSession
 
 
 class ExportStopper(ABC):
-    """Ends, from the load's thread, an export running in another thread (see ``run._ExportThread.stop``)."""
+    """Ends, from the load's thread, an export running in another thread (see ``export_thread.ExportThread.stop``)."""
 
     @abstractmethod
     def cancel(self, timeout: float) -> None:

@@ -23,8 +23,10 @@ from typing import Any
 from websync_dagster.core.errors import TableSyncError
 from websync_dagster.core.settings import Settings
 from websync_dagster.core.tables import DECLARED_DEPS
+from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.export import ExportResult
-from websync_dagster.engine.run import SyncContext, new_run_id, run_export
+from websync_dagster.engine.export_load import run_export
+from websync_dagster.engine.run_id import new_run_id
 
 #: zlib level of the SSH transports' compression (what the estimate of bytes on the link uses)
 LINK_ZLIB_LEVEL = 1

@@ -1,4 +1,8 @@
-"""Dev side: stream a table (or only the rows prod lacks) to a Postgres CSV file with COPY."""
+"""Dev side: stream a table (or only the rows prod lacks) to a Postgres CSV file with COPY.
+
+The file: written under a ``.partial`` name in one REPEATABLE READ snapshot, published without replacing
+anything, followed by a load as it grows, cancelled with it. Which rows a delta holds is engine/delta.py's.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,16 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from websync_dagster.engine.catalog import UniqueKey
+from websync_dagster.engine.delta import KeyReader, ProdKeys, delta_filter
 from websync_dagster.engine.events import EventSink
 from websync_dagster.engine.follow import READ_CHUNK, FollowedFile
-from websync_dagster.engine.key_digest import (
-    DIGEST_DEPTH,
-    BucketDigest,
-    Digests,
-    differing_buckets,
-    digest_query,
-    within_buckets,
-)
+from websync_dagster.engine.key_digest import Digests
 from websync_dagster.engine.progress import DEFAULT_EVERY_S, Progress
 
 
@@ -60,18 +58,6 @@ def _select_list(columns: Sequence[str], overrides: Mapping[str, Any]) -> sql.Co
     return sql.SQL(", ").join(items)
 
 
-class KeyReader(Protocol):
-    """Reads one table's key values from prod (``planning.ProdKeyReader``): each call one COPY stream."""
-
-    def digests(self) -> Digests: ...
-
-    def ids(self, buckets: Sequence[str]) -> Iterable[bytes]: ...
-
-    def holding(self, values: Mapping[UniqueKey, Sequence[Sequence[str]]]) -> Iterable[bytes]: ...
-
-    def everything(self) -> Iterable[bytes]: ...
-
-
 class _CancellableReader:
     """A KeyReader whose streams end (ExportCancelled) once the load following the export stopped. The keys
     prod sends go on into dev's COPY until the stream ends, whatever dev says when its statement is
@@ -105,64 +91,6 @@ class _CancellableReader:
                 close()
 
 
-@dataclass(frozen=True)
-class ProdKeys:
-    """Prod's unique keys of one table (primary first), the columns they are made of, and how to read
-    their values from prod."""
-
-    keys: tuple[UniqueKey, ...]
-    columns: tuple[str, ...]
-    reader: KeyReader
-    #: more dev rows missing by id than this (or than prod has rows): their other unique keys are checked
-    #: against every prod row's values, streamed, rather than their own values sent up to prod
-    candidate_limit: int = 5000
-
-
-_PROD_KEYS = sql.Identifier("_ws_prod_keys")
-
-
-def _copy_into_keys(cur: psycopg.Cursor, columns: Sequence[str], chunks: Iterable[bytes]) -> None:
-    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
-            _PROD_KEYS, sql.SQL(", ").join(map(sql.Identifier, columns)))) as copy:
-        for chunk in chunks:
-            copy.write(chunk)
-
-
-def _missing_by_id(key: str) -> sql.Composed:
-    return sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS p WHERE p.{k} = t.{k})").format(_PROD_KEYS, k=sql.Identifier(key))
-
-
-def _candidate_values(cur: psycopg.Cursor, table: str, key: UniqueKey, candidates: sql.Composable
-                      ) -> list[tuple[str, ...]]:
-    """The distinct values (as text) of ``key`` in the candidate dev rows; NULLs never clash, so left out."""
-    columns = [sql.Identifier("t", c) for c in key.columns]
-    cur.execute(sql.SQL("SELECT DISTINCT {} FROM {} AS t WHERE {} AND {}").format(
-        sql.SQL(", ").join(sql.SQL("{}::text").format(c) for c in columns), sql.Identifier(table), candidates,
-        sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(c) for c in columns)))
-    return cur.fetchall()
-
-
-def _load_prod_keys(cur: psycopg.Cursor, table: str, prod_keys: ProdKeys, buckets: Sequence[str] | None,
-                    prod_rows: int) -> list[sql.Composed]:
-    """Put into a dev temp table prod's ids of ``buckets`` and, for the dev rows of those buckets that prod
-    lacks by id (the candidates), the prod rows holding one of their values of another unique key (every
-    prod row's values when the candidates are many, or ``buckets`` is None); return, per key, the condition
-    'this dev row clashes with prod on that key' (NULLs never clash, as in a unique index). Exact for the
-    dev rows of ``buckets``."""
-    cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-        _PROD_KEYS, sql.SQL(", ").join(map(sql.Identifier, prod_keys.columns)), sql.Identifier(table)))
-    if buckets is None:
-        _copy_into_keys(cur, prod_keys.columns, prod_keys.reader.everything())
-        _index_keys(cur, prod_keys.keys)
-    else:
-        _load_ids_and_clashing(cur, table, prod_keys, buckets, prod_rows)
-    return [
-        sql.SQL("EXISTS (SELECT 1 FROM {} AS p WHERE {})").format(_PROD_KEYS, sql.SQL(" AND ").join(
-            sql.SQL("p.{c} = t.{c}").format(c=sql.Identifier(c)) for c in unique.columns))
-        for unique in prod_keys.keys
-    ]
-
-
 #: rows sampled to estimate the size of an export (for the progress display's total and ETA)
 SAMPLED_ROWS = 200
 
@@ -178,83 +106,6 @@ def _csv_bytes_per_row(cur: psycopg.Cursor, table: str, columns: Sequence[str]) 
         if average is not None:
             return float(average)
     return 0.0
-
-
-def _index_keys(cur: psycopg.Cursor, keys: Sequence[UniqueKey]) -> None:
-    """Index the key table on ``keys``, and analyze it. The planner expects few dev rows to be missing and
-    then probes the key table once per row: an index keeps each probe cheap (a scan per row made the 1% run
-    grow with rows x prod rows)."""
-    for unique in keys:
-        columns = sql.SQL(", ").join(map(sql.Identifier, unique.columns))
-        cur.execute(sql.SQL("CREATE INDEX ON {} ({})").format(_PROD_KEYS, columns))
-    cur.execute(sql.SQL("ANALYZE {}").format(_PROD_KEYS))
-
-
-def _load_ids_and_clashing(cur: psycopg.Cursor, table: str, prod_keys: ProdKeys, buckets: Sequence[str],
-                           prod_rows: int) -> None:
-    primary, *others = prod_keys.keys
-    (key,) = primary.columns
-    _copy_into_keys(cur, [key], prod_keys.reader.ids(buckets))
-    _index_keys(cur, [primary])  # before the candidates are looked for
-    if not others:
-        return
-    candidates = sql.SQL("{} AND {}").format(within_buckets(key, buckets, DIGEST_DEPTH), _missing_by_id(key))
-    cur.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(sql.Identifier(table), candidates))
-    n = cur.fetchone()[0]
-    if n > min(prod_keys.candidate_limit, prod_rows):
-        _copy_into_keys(cur, prod_keys.columns, prod_keys.reader.everything())
-    elif n:
-        values = {k: v for k in others if (v := _candidate_values(cur, table, k, candidates))}
-        if values:
-            _copy_into_keys(cur, prod_keys.columns, prod_keys.reader.holding(values))
-    _index_keys(cur, others)
-
-
-def _dev_digests(cur: psycopg.Cursor, table: str, key: str) -> Digests:
-    cur.execute(digest_query(table, key))
-    return {b: BucketDigest(n, x1, x2) for b, n, x1, x2 in cur.fetchall()}
-
-
-@dataclass(frozen=True)
-class _Delta:
-    condition: sql.Composable  # 'prod lacks this row on every unique key'
-    dev_rows: int
-    already: int  # dev rows prod has by id
-    clashes: dict[str, int]  # dev rows left out per other unique key
-    prod_rows: int | None  # from prod's digests, when read
-
-
-def _delta_filter(cur: psycopg.Cursor, table: str, prod_keys: ProdKeys) -> _Delta:
-    """Which dev rows prod lacks, and the counts of the others. Only the buckets of ids whose digests differ
-    between dev and prod are looked at (in the others, prod has every dev id): when none differs, prod's keys
-    are not read at all. Without prod's primary key among the keys, every prod row's keys are read."""
-    primary = prod_keys.keys[0]
-    if primary.primary:
-        dev_digests = _dev_digests(cur, table, primary.columns[0])
-        prod_digests = prod_keys.reader.digests()
-        buckets: list[str] | None = differing_buckets(dev_digests, prod_digests)
-        dev_rows = sum(d.rows for d in dev_digests.values())
-        already = sum(d.rows for b, d in dev_digests.items() if b not in buckets)
-        prod_rows: int | None = sum(d.rows for d in prod_digests.values())
-        if not buckets:
-            return _Delta(sql.SQL("false"), dev_rows, already, {}, prod_rows)
-        in_buckets = within_buckets(primary.columns[0], buckets, DIGEST_DEPTH)
-    else:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
-        dev_rows, already, prod_rows, buckets, in_buckets = cur.fetchone()[0], 0, None, None, sql.SQL("true")
-    conditions = _load_prod_keys(cur, table, prod_keys, buckets, prod_rows or 0)
-    clashes = {}
-    for i, key in enumerate(prod_keys.keys):
-        earlier = [sql.SQL("NOT {}").format(c) for c in conditions[:i]]
-        cur.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(
-            sql.Identifier(table), sql.SQL(" AND ").join([in_buckets, *earlier, conditions[i]])))
-        n = cur.fetchone()[0]
-        if key.primary:
-            already += n
-        elif n:
-            clashes[key.name] = n
-    condition = sql.SQL(" AND ").join([in_buckets, *(sql.SQL("NOT {}").format(c) for c in conditions)])
-    return _Delta(condition, dev_rows, already, clashes, prod_rows)
 
 
 def _publish(partial: Path, path: Path) -> None:
@@ -327,7 +178,7 @@ def _export(
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         where = sql.SQL("")
         if prod_keys is not None and prod_keys.keys:
-            delta = _delta_filter(cur, table, prod_keys)
+            delta = delta_filter(cur, table, prod_keys)
             dev_rows, already, clashes, prod_rows = delta.dev_rows, delta.already, delta.clashes, delta.prod_rows
             where = sql.SQL(" WHERE ") + delta.condition
         else:  # every row (a full export, or no key of prod's is shipped: nothing to match on)

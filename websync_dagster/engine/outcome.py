@@ -17,7 +17,7 @@ from websync_dagster.engine.events import (
 from websync_dagster.engine.failure import failure_reason
 
 if TYPE_CHECKING:
-    from websync_dagster.engine.run import TableRun
+    from websync_dagster.engine.table_run import TableRun
 
 
 def outcome_events(run: TableRun, redact: Redactor | None = None) -> list[Event]:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
 from websync_dagster.core.errors import TableSyncError
-from websync_dagster.engine.catalog import QuerySession, TableInfo, UniqueKey, read_catalog
-from websync_dagster.engine.export import ProdKeys
-from websync_dagster.engine.key_digest import DIGEST_DEPTH, Digests, ProdIdDigests, within_buckets
+from websync_dagster.engine.catalog import QuerySession, TableInfo, read_catalog
+from websync_dagster.engine.key_digest import ProdIdDigests
 from websync_dagster.engine.order import fk_order
 from websync_dagster.engine.plan import DEFAULT_OVERRIDES, TablePlan, plan_table
-from websync_dagster.transport.base import ProdSession
 
 
 @dataclass(frozen=True)
@@ -72,57 +68,3 @@ def plan_tables(
 ) -> dict[str, TablePlan]:
     """Plans for ``tables`` in foreign-key order; the first table that cannot be planned raises."""
     return plan_each_table(dev, prod, tables, overrides).every_plan()
-
-
-def prod_keys(session: ProdSession, plan: TablePlan, digests: ProdIdDigests | None = None) -> ProdKeys:
-    """Prod's primary key first, then each other unique key made only of shipped columns, and how to read
-    their values from prod (see ``ProdKeyReader``). ``digests``: the planning's (None: read for this table)."""
-    keys = tuple(sorted(
-        (k for k in plan.prod.unique_keys if set(k.columns) <= set(plan.shipped)), key=lambda k: not k.primary
-    ))
-    columns = tuple(dict.fromkeys(c for k in keys for c in k.columns))
-    reader = ProdKeyReader(session, plan, columns, digests or ProdIdDigests({plan.table: plan.key}))
-    if {m.column for m in plan.type_mismatches} & set(columns):  # dev's values may not even parse as prod's type
-        return ProdKeys(keys, columns, reader, candidate_limit=0)
-    return ProdKeys(keys, columns, reader)
-
-
-class ProdKeyReader:
-    """Reads one table's key values from prod, each a COPY stream (one round trip each)."""
-
-    def __init__(self, session: ProdSession, plan: TablePlan, columns: Sequence[str], digests: ProdIdDigests) -> None:
-        self.session = session
-        self.plan = plan
-        self.columns = tuple(columns)
-        self._digests = digests
-
-    def digests(self) -> Digests:
-        """Prod's id digests per bucket (read once per planning, for every planned table at once)."""
-        return self._digests.of(self.session, self.plan.table)
-
-    def ids(self, buckets: Sequence[str]) -> Iterator[bytes]:
-        """Prod's ids in ``buckets``."""
-        return self._copy([self.plan.key], within_buckets(self.plan.key, buckets, DIGEST_DEPTH))
-
-    def holding(self, values: Mapping[UniqueKey, Sequence[Sequence[str]]]) -> Iterator[bytes]:
-        """Every key column of the prod rows holding one of ``values`` (per key, tuples of its columns' values
-        as text, cast to prod's types) on that key: only those rows, found through prod's unique indexes. Dev
-        then compares the values it gets as it always did: a row that matched only after the cast is no clash."""
-        return self._copy(self.columns, sql.SQL(" OR ").join(self._holding(k, v) for k, v in values.items()))
-
-    def everything(self) -> Iterator[bytes]:
-        """Every key column of every prod row."""
-        return self._copy(self.columns, sql.SQL("true"))
-
-    def _holding(self, key: UniqueKey, values: Sequence[Sequence[str]]) -> sql.Composed:
-        names = [sql.Identifier(f"v{i}") for i in range(len(key.columns))]
-        arrays = [sql.SQL("{}::text[]").format(sql.Literal([v[i] for v in values])) for i in range(len(key.columns))]
-        typed = [sql.SQL("v.{}::{}").format(n, sql.SQL(self.plan.prod.column(c).type))
-                 for n, c in zip(names, key.columns, strict=True)]
-        return sql.SQL("({}) IN (SELECT {} FROM unnest({}) AS v({}))").format(
-            sql.SQL(", ").join(sql.Identifier("t", c) for c in key.columns), sql.SQL(", ").join(typed),
-            sql.SQL(", ").join(arrays), sql.SQL(", ").join(names))
-
-    def _copy(self, columns: Iterable[str], where: sql.Composable) -> Iterator[bytes]:
-        return self.session.copy_out(sql.SQL("COPY (SELECT {} FROM {} AS t WHERE {}) TO STDOUT").format(
-            sql.SQL(", ").join(sql.Identifier("t", c) for c in columns), sql.Identifier(self.plan.table), where))

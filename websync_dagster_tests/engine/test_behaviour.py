@@ -15,7 +15,7 @@ import pytest
 
 from websync_dagster.core.errors import TableSyncError
 from websync_dagster.core.tables import DECLARED_DEPS
-from websync_dagster.engine.run import run_export, run_load
+from websync_dagster.engine.export_load import run_export, run_load
 from websync_dagster_tests.helpers import LoadInThread, count, rows_by_id, sync_all, table_snapshot
 
 TABLES = ["web_sources", "knowledge_base", "web_pages", "web_files"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from websync_dagster.engine.run import LoadOutcome
+from websync_dagster.engine.export_load import LoadOutcome
 from websync_dagster_tests.conftest import SyncEnv, fresh_database
 from websync_dagster_tests.helpers import sync_all
 

@@ -23,7 +23,7 @@ from websync_dagster.engine.failure import NotLoaded, failure_reason, internal_e
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.outcome import outcome_events
 from websync_dagster.engine.progress import Progress
-from websync_dagster.engine.run import TableRun
+from websync_dagster.engine.table_run import TableRun
 
 
 def test_transfer_progress_renders_the_progress_line():

@@ -144,7 +144,8 @@ def test_two_syncs_sharing_an_export_dir_write_their_own_files(sync_env):
 
 
 def test_a_file_at_the_target_path_is_never_overwritten(sync_env):
-    from websync_dagster.engine.run import SyncContext, run_tables
+    from websync_dagster.engine.context import SyncContext
+    from websync_dagster.engine.run import run_tables
 
     run_id = "0123abcd-run-reused"
     settings = sync_env.settings()

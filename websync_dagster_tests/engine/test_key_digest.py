@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from websync_dagster.core.settings import Settings
+from websync_dagster.engine.delta import prod_keys
 from websync_dagster.engine.export import ExportResult, export_table
-from websync_dagster.engine.planning import plan_each_table, prod_keys
+from websync_dagster.engine.planning import plan_each_table
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import ProdSession, Results, Step
 from websync_dagster.transport.direct import DirectTransport, PsycopgSession

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from websync_dagster.core.tables import DECLARED_DEPS
-from websync_dagster.engine.run import SyncContext, run_export, run_load
+from websync_dagster.engine.context import SyncContext
+from websync_dagster.engine.export_load import run_export, run_load
 from websync_dagster_tests.helpers import rows_by_id
 
 settings.register_profile(

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from websync_dagster.core.errors import TableSyncError
+from websync_dagster.engine.context import SyncContext
+from websync_dagster.engine.export_load import run_export
 from websync_dagster.engine.follow import FollowedFile
 from websync_dagster.engine.load import load_followed
-from websync_dagster.engine.run import SyncContext, run_export
 from websync_dagster_tests.helpers import table_snapshot
 
 

@@ -21,9 +21,10 @@ from typing import Any
 from psycopg import sql
 
 from websync_dagster.engine.catalog import QuerySession
+from websync_dagster.engine.delta import ProdKeys
 from websync_dagster.engine.dev_side import DevSide, ExportStopper
 from websync_dagster.engine.events import EventSink
-from websync_dagster.engine.export import ExportResult, ProdKeys
+from websync_dagster.engine.export import ExportResult
 from websync_dagster.engine.follow import FollowedFile
 from websync_dagster.engine.progress import DEFAULT_EVERY_S
 from websync_dagster_tests.fast.memory_prod import MemoryDatabase, MemoryTable, Row, catalog_rows, catalog_tables, text

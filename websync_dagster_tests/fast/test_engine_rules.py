@@ -21,9 +21,11 @@ import pytest
 from websync_dagster.core.errors import TableSyncError
 from websync_dagster.core.settings import Settings, load_settings
 from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES
-from websync_dagster.engine import run
+from websync_dagster.engine import table_run
 from websync_dagster.engine.catalog import Column
-from websync_dagster.engine.run import RECONNECT_ATTEMPTS, SyncContext, TableRun, run_tables
+from websync_dagster.engine.context import SyncContext
+from websync_dagster.engine.run import run_tables
+from websync_dagster.engine.table_run import RECONNECT_ATTEMPTS, TableRun
 from websync_dagster_tests.fast.memory_dev import MemoryDev
 from websync_dagster_tests.fast.memory_prod import (
     MemoryDatabase,
@@ -96,7 +98,7 @@ def make_world(tmp_path: Path, deps: Mapping[str, Sequence[str]] = DECLARED_DEPS
 @pytest.fixture(autouse=True)
 def _no_reconnect_pause(monkeypatch: pytest.MonkeyPatch) -> None:
     """The retries' pauses (1, 2, 4 s) are not the subject here."""
-    monkeypatch.setattr(run, "RECONNECT_PAUSE_S", 0.0)
+    monkeypatch.setattr(table_run, "RECONNECT_PAUSE_S", 0.0)
 
 
 def _accounted(run_: TableRun, *, others: int = 0) -> None:

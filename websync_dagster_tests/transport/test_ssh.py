@@ -14,8 +14,9 @@ from psycopg import sql
 from websync_dagster.cli import main as websync_main
 from websync_dagster.core.errors import SyncError, TableSyncError
 from websync_dagster.core.tables import DECLARED_DEPS
+from websync_dagster.engine.export_load import run_export, run_load
 from websync_dagster.engine.load import file_chunks
-from websync_dagster.engine.run import run_export, run_load, run_status
+from websync_dagster.engine.run import run_status
 from websync_dagster.transport.base import CopyIn, Query, Statement
 from websync_dagster.transport.psql import SshPsqlTransport
 from websync_dagster_tests.conftest import CONTAINER, PROD_PASSWORD, Vps

@@ -14,7 +14,8 @@ import pytest
 from psycopg import sql
 
 from websync_dagster.core.errors import SyncError
-from websync_dagster.engine.run import SyncContext, run_status
+from websync_dagster.engine.context import SyncContext
+from websync_dagster.engine.run import run_status
 from websync_dagster_tests.conftest import PROD_PASSWORD, SyncEnv, Vps
 
 
