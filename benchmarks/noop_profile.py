@@ -27,7 +27,7 @@ STAGES = {  # (file suffix, function) -> stage name
     ("defs/instance.py", "open_instance"): "open the instance",
     ("websync_dagster/definitions.py", "defs"): "build the definitions",
     ("definitions_class.py", "resolve_job_def"): "resolve the job",
-    ("defs/instance.py", "wait_for_pools"): "wait for the pools",
+    ("defs/pool_wait.py", "wait_for_pools"): "wait for the pools",
     ("execute_in_process.py", "core_execute_in_process"): "the Dagster run (execute_in_process)",
     ("run_domain.py", "create_run_for_job"): "  in it: create the run (with its planned events)",
     ("defs/assets.py", "_sync"): "  in it: the engine (_sync)",

@@ -57,16 +57,12 @@ with collector_paused(then_freeze=True):
     from websync_dagster.core.settings import LocationOptions, Settings, load_location_options, load_settings, reveal
     from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES, parse_tables
     from websync_dagster.definitions import build_definitions
+    from websync_dagster.defs.code_location import code_location_tags
     from websync_dagster.defs.failures import ERRORS_KEY, Problem, problem_line
-    from websync_dagster.defs.instance import (
-        WaitInterrupted,
-        WaitTimeout,
-        code_location_tags,
-        open_instance,
-        run_tags,
-        wait_for_pools,
-    )
+    from websync_dagster.defs.instance import open_instance
     from websync_dagster.defs.log_events import event_of
+    from websync_dagster.defs.pool_wait import WaitInterrupted, WaitTimeout, wait_for_pools
+    from websync_dagster.defs.run_processes import run_tags
     from websync_dagster.engine.dry_run import dry_run
     from websync_dagster.engine.events import TableFailed
     from websync_dagster.engine.run import run_diff

@@ -3,24 +3,24 @@ and validated as it is read: each bad value is refused with one line naming its 
 
 ``Settings`` is what a run uses, ``LocationOptions`` what shapes the code location; one field per variable, the
 variable being its alias. Secrets are ``SecretStr`` (their repr is ``**********``): only the code that uses one
-reads it (``reveal``). Nothing here reads the environment except ``load_settings`` and ``load_location_options``;
-no Dagster here.
+reads it (``reveal``). Nothing here reads the environment except ``load_settings`` and ``load_location_options``
+(through ``core.settings_sources``, which says which source wins); no Dagster here.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args
+from typing import Annotated, Any, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic import model_validator as model_check
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import NoDecode
 
 from websync_dagster.core.errors import ConfigError
 from websync_dagster.core.redact import Redactor, command_secrets, safe_url
+from websync_dagster.core.settings_sources import read_model
 from websync_dagster.core.tables import DEFAULT_TABLES
 from websync_dagster.core.validate import (
     Hours,
@@ -260,39 +260,6 @@ class Settings(_Variables):
         return where
 
 
-_Model = TypeVar("_Model", Settings, LocationOptions)
-
-
-@functools.cache
-def _reader(model: type[_Model], from_environ: bool) -> type[BaseSettings]:
-    """``model`` read by pydantic-settings: from the keyword arguments (a command line's overrides) over the
-    process environment over the env file, or (``from_environ`` False) from the keyword arguments, given in place of
-    the environment, over the env file. The first source wins."""
-
-    class Reader(BaseSettings, model):  # type: ignore[valid-type, misc]
-        model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", validate_default=False)
-
-        @classmethod
-        def settings_customise_sources(
-            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, dotenv_settings) if from_environ else (init_settings, dotenv_settings)
-
-    return Reader
-
-
-def _load(model: type[_Model], env: Mapping[str, str] | None, env_file: str | Path | None,
-          overrides: Mapping[str, str] | None) -> _Model:
-    env_path = env_file if env_file and Path(env_file).is_file() else None
-    try:
-        read = _reader(model, env is None)(_env_file=env_path, **{**(env or {}), **(overrides or {})})
-    except ValidationError as exc:
-        raise one_line(model, exc) from None
-    return model.model_construct(read.model_fields_set, **{n: getattr(read, n) for n in model.model_fields})
-
-
 def load_settings(
     env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env", *, require_prod: bool = True,
     overrides: Mapping[str, str] | None = None,
@@ -301,7 +268,7 @@ def load_settings(
     is one clear line. ``require_prod=False`` (the offline export) accepts settings that do not say where prod
     is: whatever then needs prod refuses in the same one line. ``overrides`` (variables, e.g. ``--tables``'s
     WEBSYNC_TABLES) win over both."""
-    settings = _load(Settings, env, env_file, overrides)
+    settings = read_model(Settings, env, env_file, overrides)
     if require_prod and not settings.prod_url and not settings.prod_psql:
         raise ConfigError(NO_PROD)
     return settings
@@ -312,4 +279,4 @@ def load_location_options(
     overrides: Mapping[str, str] | None = None,
 ) -> LocationOptions:
     """The code location's options from the environment (which wins) and ``env_file``; needs no database URL."""
-    return _load(LocationOptions, env, env_file, overrides)
+    return read_model(LocationOptions, env, env_file, overrides)

@@ -15,14 +15,13 @@ from dagster._core.storage.tags import REPOSITORY_LABEL_TAG as DAGSTER_REPOSITOR
 from dagster._core.workspace.load import location_origins_from_yaml_paths
 
 from websync_dagster.definitions import defs
-from websync_dagster.defs.instance import (
+from websync_dagster.defs.code_location import (
     CODE_LOCATION,
     CODE_LOCATION_TAG,
-    HOST_TAG,
-    PID_TAG,
     REPOSITORY_LABEL_TAG,
     code_location_tags,
 )
+from websync_dagster.defs.run_processes import HOST_TAG, PID_TAG
 from websync_dagster_tests.defs.test_webserver import (
     REPO,
     graphql,

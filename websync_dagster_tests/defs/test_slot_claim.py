@@ -23,13 +23,8 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from websync_dagster.definitions import defs
-from websync_dagster.defs.instance import (
-    LOCK_FILE,
-    WaitTimeout,
-    instance_yaml,
-    pool_steps,
-    wait_for_pools,
-)
+from websync_dagster.defs.instance import LOCK_FILE, instance_yaml
+from websync_dagster.defs.pool_wait import WaitTimeout, pool_steps, wait_for_pools
 from websync_dagster_tests.test_cli_reliability import (
     ERROR,
     REPO,
@@ -226,7 +221,8 @@ def _claim_and_die(env: dict[str, str]) -> str:
     code = ("import os, signal\n"
             "from pathlib import Path\n"
             "from websync_dagster.definitions import defs\n"
-            "from websync_dagster.defs.instance import open_instance, wait_for_pools\n"
+            "from websync_dagster.defs.instance import open_instance\n"
+            "from websync_dagster.defs.pool_wait import wait_for_pools\n"
             "instance, home = open_instance()\n"
             "claim = wait_for_pools(instance, home, defs().resolve_job_def('websync_job'), 10, print)\n"
             "print(claim.run_id, flush=True)\n"
