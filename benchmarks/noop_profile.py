@@ -5,12 +5,13 @@ a synced prod; prints one JSON line).
 
 Stages, in seconds of wall time: the interpreter's own start (exec to this script's first line: the
 process's start time and the clock both counted from boot, to the clock tick), importing
-`websync_dagster.cli` (Dagster, psycopg, paramiko, the code location's modules), then `cli.main()` as the
-`websync` script calls it (`sync --quiet`), under cProfile, split by the cumulative time of what it calls:
-opening the instance (most of it Dagster importing its storage: SQLAlchemy, alembic), building the
-definitions, waiting for the pools, the in-process run (and in it: creating the run with its planned
-events, the engine's `_sync`, storing the run's events in the SQLite event log), the table, closing the
-instance. The parent adds the time from the JSON line to the process's exit (interpreter teardown).
+`websync_dagster.cli` (the command line only), then `cli.main()` as the `websync` script calls it
+(`sync --quiet`), under cProfile, split by the cumulative time of what it calls: importing the run's
+modules (Dagster, psycopg, the code location's modules), opening the instance (most of it Dagster
+importing its storage: SQLAlchemy, alembic), building the definitions, waiting for the pools, the
+in-process run (and in it: creating the run with its planned events, the engine's `_sync`, storing the
+run's events in the SQLite event log), the table, closing the instance. The parent adds the time from the
+JSON line to the process's exit (interpreter teardown).
 """
 
 import time
@@ -24,6 +25,7 @@ import pstats  # noqa: E402
 import sys  # noqa: E402
 
 STAGES = {  # (file suffix, function) -> stage name
+    ("cli/process.py", "import_run"): "import the run's modules (Dagster, the code location)",
     ("defs/instance.py", "open_instance"): "open the instance",
     ("websync_dagster/definitions.py", "defs"): "build the definitions",
     ("definitions_class.py", "resolve_job_def"): "resolve the job",
@@ -32,7 +34,7 @@ STAGES = {  # (file suffix, function) -> stage name
     ("run_domain.py", "create_run_for_job"): "  in it: create the run (with its planned events)",
     ("defs/assets.py", "_sync"): "  in it: the engine (_sync)",
     ("sqlite_event_log.py", "store_event"): "  in it: store each event (SQLite event log)",
-    ("websync_dagster/cli.py", "report"): "the table and the messages",
+    ("websync_dagster/cli/results.py", "report"): "the table and the messages",
     ("instance/instance.py", "__exit__"): "close the instance",
 }
 COMMAND = ["websync", "sync", "--quiet", "--env-file", "/dev/null"]

@@ -243,8 +243,8 @@ def profile_noop(dev_url: str, prod_url: str, home: Path) -> dict:
         raise RuntimeError(f"profile failed: {proc.stderr[-3000:]}")
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     stages = {**info["stages"], "exit (teardown, as the parent sees it)": ended - info["main_end"]}
-    imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import websync_dagster.cli"], env=env,
-                             cwd=home, capture_output=True, text=True).stderr
+    imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import websync_dagster.cli.runner"],
+                             env=env, cwd=home, capture_output=True, text=True).stderr
     return {"wall_s": wall, "stages": stages, "imports": import_totals(imports)}
 
 

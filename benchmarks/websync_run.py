@@ -12,9 +12,10 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from websync_dagster.cli import run  # noqa: E402
+from websync_dagster.cli.process import import_run  # noqa: E402
 
 if __name__ == "__main__":
+    run = import_run(own_process=True)  # as the `websync` process imports it
     code = run(sys.argv[1], env_file="/dev/null", quiet=True, own_process=True)
     lines = Path("/proc/self/status").read_text().splitlines()
     status = dict(line.split(":", 1) for line in lines if ":" in line)

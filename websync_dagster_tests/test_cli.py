@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from websync_dagster.cli import build_parser, normalised, prepare
+from websync_dagster.cli.args import build_parser, normalised
+from websync_dagster.cli.runner import prepare
 from websync_dagster_tests.helpers import count, table_snapshot
 
 REPO = Path(__file__).resolve().parent.parent

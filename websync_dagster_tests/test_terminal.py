@@ -5,11 +5,12 @@ import io
 
 from dagster import OpExecutionContext, job, op
 
-from websync_dagster.cli import error_rows, failures, job_for_cli, one_line_per_cause, problems
+from websync_dagster.cli.display import job_for_cli
+from websync_dagster.cli.results import error_rows, failures, one_line_per_cause, problems
+from websync_dagster.cli.terminal import MessageView
 from websync_dagster.defs.failures import failure
 from websync_dagster.defs.log_events import to_log
 from websync_dagster.engine.events import Event, FailureReason, Note, TableFailed, TableWarning, TransferProgress
-from websync_dagster.terminal import MessageView
 
 
 class _Unreadable(TransferProgress):

@@ -13,7 +13,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from websync_dagster.cli import main as websync_main
-from websync_dagster.cli import parse_args
+from websync_dagster.cli.args import parse_args
 from websync_dagster.definitions import defs
 from websync_dagster_tests.conftest import DEV_PASSWORD, PROD_PASSWORD
 from websync_dagster_tests.helpers import count

@@ -31,6 +31,20 @@ def test_a_caller_that_paused_the_collector_keeps_it_paused():
     assert _python("import gc; gc.disable(); import websync_dagster.cli; print(gc.isenabled())") == "False"
 
 
+def test_importing_the_cli_loads_no_dagster():
+    """Dagster and the code location are imported when a run needs them: `websync --version` needs none."""
+    assert _python("import sys, websync_dagster.cli; print(sorted({'dagster', 'websync_dagster.definitions', "
+                   "'websync_dagster.cli.runner'} & set(sys.modules)))") == "[]"
+
+
+def test_importing_any_cli_module_freezes_nothing():
+    """No work at import time: the heap is frozen by a run of the process's own, never by an import."""
+    modules = sorted(p.stem for p in (REPO / "websync_dagster" / "cli").glob("*.py") if p.stem != "__main__")
+    assert "runner" in modules
+    imports = "; ".join(f"import websync_dagster.cli.{m}" for m in modules if m != "__init__")
+    assert _python(f"import gc; {imports}; print(gc.get_freeze_count(), gc.isenabled())") == "0 True"
+
+
 def _websync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "websync_dagster.cli", *args, "--env-file", "/dev/null"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=180)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance
 
-from websync_dagster.cli import failures
+from websync_dagster.cli.results import failures
 from websync_dagster.core.tables import DECLARED_DEPS
 from websync_dagster.definitions import defs
 from websync_dagster_tests.conftest import fresh_database

@@ -3,9 +3,11 @@ progress bars (rich); otherwise, and for every other event or message, one plain
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
 from websync_dagster.engine.events import Event, TransferProgress
@@ -15,12 +17,13 @@ if TYPE_CHECKING:  # rich is imported when the first bar is drawn: a run not on 
 
 
 class MessageView:
-    """Prints ``websync: <message>`` lines; on a terminal, transfer progress moves a bar per table instead."""
+    """Prints ``websync: <message>`` lines; on a terminal, transfer progress moves a bar per table instead.
+    One per run, made by the CLI and handed to what prints (the messages logger, the report)."""
 
     def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
         """``stream``: stderr (as it is when a message is shown) unless given; ``live``: bars when it is a
         terminal, unless given."""
-        self._stream = stream
+        self._stream = self._given = stream
         self._owned: TextIO | None = None  # a duplicate of a descriptor, closed when another is attached
         self._live = live
         self._bars: Progress | None = None
@@ -42,13 +45,37 @@ class MessageView:
         except (OSError, ValueError, io.UnsupportedOperation):  # a stream without a descriptor (captured)
             self._stream = stream
 
+    def detach(self) -> None:
+        """Back to the stream given (or stderr): the bars stopped, the duplicate ``attach`` made closed."""
+        self.close()
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+        self._stream = self._given
+
+    @contextlib.contextmanager
+    def attached(self, stream: TextIO) -> Iterator[MessageView]:
+        """``attach`` for the block, ``detach`` after it."""
+        self.attach(stream)
+        try:
+            yield self
+        finally:
+            self.detach()
+
     @property
     def live(self) -> bool:
         return self.stream.isatty() if self._live is None else self._live
 
+    def say(self, text: str) -> None:
+        """The CLI's own line (what it runs, a note, how the run ended)."""
+        self.line(f"websync: {text}")
+
+    def error(self, text: str) -> None:
+        self.line(f"websync: error: {text}")
+
     def message(self, text: str) -> None:
         """A step's message that is no engine event (a status, a reindex request)."""
-        self.line(f"websync: {text}")
+        self.say(text)
 
     def show(self, event: Event) -> None:
         """An engine event: a transfer's progress moves its bar (on a terminal); any other is its line."""
