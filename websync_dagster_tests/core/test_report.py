@@ -102,6 +102,7 @@ def test_text_table_matches_pandas(columns: list[tuple[str, st.SearchStrategy]],
     assert text_table(rows) == pd.DataFrame(rows).to_string(index=False)
 
 
+@pytest.mark.servers  # a Python subprocess
 @pytest.mark.parametrize("module", ["websync_dagster.cli", "websync_dagster.definitions"])
 def test_the_cli_does_not_import_pandas_or_numpy(module: str) -> None:
     """A no-op `websync sync` is mostly start-up: pandas and numpy were 0.4-0.5 s of it."""

@@ -21,22 +21,26 @@ def _python(code: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
+@pytest.mark.servers  # a Python subprocess
 def test_importing_the_cli_leaves_the_garbage_collector_on_and_rich_unloaded():
     """The collector is paused for the CLI's imports only; rich is loaded when a bar is drawn, not before."""
     out = _python("import gc, sys, websync_dagster.cli; print(gc.isenabled(), 'rich' in sys.modules)")
     assert out == "True False"
 
 
+@pytest.mark.servers  # a Python subprocess
 def test_a_caller_that_paused_the_collector_keeps_it_paused():
     assert _python("import gc; gc.disable(); import websync_dagster.cli; print(gc.isenabled())") == "False"
 
 
+@pytest.mark.servers  # a Python subprocess
 def test_importing_the_cli_loads_no_dagster():
     """Dagster and the code location are imported when a run needs them: `websync --version` needs none."""
     assert _python("import sys, websync_dagster.cli; print(sorted({'dagster', 'websync_dagster.definitions', "
                    "'websync_dagster.cli.runner'} & set(sys.modules)))") == "[]"
 
 
+@pytest.mark.servers  # a Python subprocess
 def test_importing_any_cli_module_freezes_nothing():
     """No work at import time: the heap is frozen by a run of the process's own, never by an import."""
     modules = sorted(p.stem for p in (REPO / "websync_dagster" / "cli").glob("*.py") if p.stem != "__main__")
