@@ -9,6 +9,7 @@ shows the fingerprint the server presented. ``VPS_HOST_KEY_SHA256`` pins one key
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import os
 import shlex
@@ -51,8 +52,9 @@ class SshConnection:
 
     @property
     def where(self) -> str:
+        """``user@host:port``; without VPS_USER, the local login name, which paramiko then logs in as."""
         s = self.settings
-        return f"{s.user or os.environ.get('USER', '')}@{s.host}:{s.port}"
+        return f"{s.user or getpass.getuser()}@{s.host}:{s.port}"
 
     def connect(self) -> SshConnection:
         s = self.settings
