@@ -37,6 +37,7 @@ from websync_dagster.core.validate import (
     check_reindex_url,
     one_line,
     tables_value,
+    update_newer_value,
     variable,
 )
 
@@ -144,6 +145,8 @@ class Settings(_Variables):
     export_dir: Path = Field(Path("exports"), validation_alias="WEBSYNC_EXPORT_DIR",
                              description="where exports, reject files and manifests are written")
     tables: Tables = Field(DEFAULT_TABLES, validation_alias="WEBSYNC_TABLES", description="the tables synced")
+    update_newer: Tables = Field((), validation_alias="WEBSYNC_UPDATE_NEWER",
+                                 description="table:version_column,... updated in prod where dev's row is newer")
     progress_every_s: Seconds = Field(5.0, validation_alias="WEBSYNC_PROGRESS_EVERY_S",
                                       description="seconds between two progress lines of a transfer")
     diff_auto_sync: Switch = Field(False, validation_alias="WEBSYNC_DIFF_AUTO_SYNC",
@@ -159,6 +162,16 @@ class Settings(_Variables):
         description="a table's rows are committed in units of about this many seconds of sending (0: one unit)")
     dagster_home: str | None = Field(None, validation_alias="DAGSTER_HOME")
     dagster_pg_url: SecretStr | None = Field(None, validation_alias="DAGSTER_PG_URL")
+
+    @field_validator("update_newer", mode="before")
+    @classmethod
+    def _update_newer(cls, value: Any) -> tuple[str, ...]:
+        return update_newer_value(value)
+
+    @property
+    def version_columns(self) -> dict[str, str]:
+        """The tables opted in to newer-wins updates, each with its version column (WEBSYNC_UPDATE_NEWER)."""
+        return dict(item.split(":", 1) for item in self.update_newer)
 
     @field_validator("dev_url", "prod_url", mode="before")
     @classmethod

@@ -109,6 +109,28 @@ def tables_value(value: Any) -> tuple[str, ...]:
         raise ValueError(f"WEBSYNC_TABLES: {exc}") from None
 
 
+#: the version column of a table named without one in WEBSYNC_UPDATE_NEWER
+DEFAULT_VERSION_COLUMN = "updated_at"
+
+
+def update_newer_value(value: Any) -> tuple[str, ...]:
+    """WEBSYNC_UPDATE_NEWER (``table[:column],...``, or a run config's list) as ``table:column`` items, each table
+    once and one of the synced tables' names."""
+    items = [i.strip() for i in value.split(",")] if isinstance(value, str) else [str(i).strip() for i in value]
+    out: dict[str, str] = {}
+    for item in filter(None, items):
+        table, _, column = item.partition(":")
+        table, column = table.strip(), column.strip() or DEFAULT_VERSION_COLUMN
+        try:
+            parse_tables(table)
+        except ConfigError as exc:
+            raise ValueError(f"WEBSYNC_UPDATE_NEWER: {exc}") from None
+        if table in out:
+            raise ValueError(f"WEBSYNC_UPDATE_NEWER names {table} twice")
+        out[table] = column
+    return tuple(f"{t}:{c}" for t, c in out.items())
+
+
 _CRON_FIELDS = (  # (name, lowest, highest, names in order from ``lowest``) of the five cron fields
     ("minute", 0, 59, ()),
     ("hour", 0, 23, ()),

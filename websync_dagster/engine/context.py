@@ -21,6 +21,7 @@ from websync_dagster.engine.events import EventSink
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.planning import Planning, plan_each_table
+from websync_dagster.engine.run_files import RunFiles
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import ProdSession, ProdTransport
 from websync_dagster.transport.direct import connect, dev_session_params
@@ -44,6 +45,7 @@ class SyncContext:
         self._side: ProdSession | None = None
         self._side_lock = threading.Lock()
         self._planning: Planning | None = None
+        self._run_files: dict[str, RunFiles] = {}
 
     def __enter__(self) -> SyncContext:
         return self
@@ -88,6 +90,12 @@ class SyncContext:
                 self._side = self._prod_stack.enter_context(self.transport.session())
             return self._side
 
+    def run_files(self, run_id: str) -> RunFiles:
+        """The manifest and before-image files of run ``run_id`` (one object per run: its counts add up)."""
+        if run_id not in self._run_files:
+            self._run_files[run_id] = RunFiles(self.settings.export_dir, run_id)
+        return self._run_files[run_id]
+
     def lock_watch(self, table: str, report: EventSink | None) -> LockWatch:
         return LockWatch(table, self.settings.wait_s, self.side_session, report)
 
@@ -108,7 +116,8 @@ class SyncContext:
     def planning(self) -> Planning:
         """Each synced table's plan or planning error, in FK order, read once per context."""
         if self._planning is None:
-            self._planning = plan_each_table(self.dev_side.catalog(), self.prod, self.settings.tables)
+            self._planning = plan_each_table(self.dev_side.catalog(), self.prod, self.settings.tables,
+                                             versions=self.settings.version_columns)
         return self._planning
 
     def plans(self) -> dict[str, TablePlan]:

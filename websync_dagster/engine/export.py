@@ -48,7 +48,7 @@ def export_path(export_dir: Path, table: str, run_id: str) -> Path:
     return export_dir / f"{table}_{run_id}.csv"
 
 
-def _select_list(columns: Sequence[str], overrides: Mapping[str, Any]) -> sql.Composed:
+def select_list(columns: Sequence[str], overrides: Mapping[str, Any]) -> sql.Composed:
     items = [
         sql.SQL("{} AS {}").format(sql.Literal(overrides[c]), sql.Identifier(c))
         if c in overrides
@@ -185,7 +185,7 @@ def _export(
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
             dev_rows = cur.fetchone()[0]
         query = sql.SQL("COPY (SELECT {} FROM {} AS t{}) TO STDOUT (FORMAT csv, HEADER true)").format(
-            _select_list(columns, overrides), sql.Identifier(table), where
+            select_list(columns, overrides), sql.Identifier(table), where
         )
         expected_rows = dev_rows - already - sum(clashes.values())
         per_row = _csv_bytes_per_row(cur, table, columns) if expected_rows > 0 and report is not None else 0.0

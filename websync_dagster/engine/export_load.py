@@ -97,18 +97,20 @@ def run_load(
         if not Path(export.path).is_file():
             raise TableSyncError(table, f"the export file {export.path} is gone: export {table} again")
         sent_before = ctx.transport.wire_bytes_sent()
+        stamp = checked_run_id(run_id)
         result = load_export(
             ctx.prod,
             plan,
             Path(export.path),
             rows=export.rows,
             reject_dir=ctx.settings.export_dir / REJECT_SUBDIR,
-            stamp=checked_run_id(run_id),
+            stamp=stamp,
             already_in_prod=export.already_in_prod,
             commit_every_s=ctx.settings.commit_every_s,
             report=report,
             watch=ctx.lock_watch(table, report),
             progress_every_s=ctx.settings.progress_every_s,
+            files=ctx.run_files(stamp),
         )
         account(ctx, result, export, sent_before)
         return LoadOutcome(plan, result, export)

@@ -45,11 +45,14 @@ def within_buckets(key: str, prefixes: Sequence[str], length: int) -> sql.Compos
         sql.Identifier("t", key), sql.Literal(length), sql.Literal(list(prefixes)))
 
 
-def digest_query(table: str, key: str) -> sql.Composed:
-    """Per bucket of ``table``'s ids: ``b`` (the bucket), ``n`` (ids), ``x1`` and ``x2`` (XORs of id hashes)."""
+def digest_query(table: str, key: str, value: sql.Composable | None = None) -> sql.Composed:
+    """Per bucket of ``table``'s ids: ``b`` (the bucket), ``n`` (ids), ``x1`` and ``x2`` (XORs of id hashes). With
+    ``value`` (an expression over the row ``t``, e.g. its version), each id's hash covers that value too."""
     k = sql.Identifier("t", key)
-    xors = [sql.SQL("bit_xor(hashtextextended({}::text, {})) AS {}").format(
-        k, sql.Literal(seed), sql.Identifier(f"x{i}")) for i, seed in enumerate(_SEEDS, 1)]
+    hashed = sql.SQL("{}::text").format(k) if value is None else sql.SQL(
+        "{}::text || '/' || coalesce(({})::text, '')").format(k, value)
+    xors = [sql.SQL("bit_xor(hashtextextended({}, {})) AS {}").format(
+        hashed, sql.Literal(seed), sql.Identifier(f"x{i}")) for i, seed in enumerate(_SEEDS, 1)]
     return sql.SQL("SELECT left({k}::text, {d}) AS b, count(*) AS n, {xors} FROM {t} AS t GROUP BY 1").format(
         k=k, d=sql.Literal(DIGEST_DEPTH), xors=sql.SQL(", ").join(xors), t=sql.Identifier(table))
 
@@ -58,9 +61,9 @@ def _digests(rows: Sequence[Mapping[str, object]]) -> Digests:
     return {str(r["b"]): BucketDigest(int(r["n"]), int(r["x1"]), int(r["x2"])) for r in rows}
 
 
-def read_digests(session: QuerySession, table: str, key: str) -> Digests:
-    """One side's digests of ``table``."""
-    return _digests(session.query(digest_query(table, key)))
+def read_digests(session: QuerySession, table: str, key: str, value: sql.Composable | None = None) -> Digests:
+    """One side's digests of ``table`` (see ``digest_query``)."""
+    return _digests(session.query(digest_query(table, key, value)))
 
 
 def differing_buckets(dev: Digests, prod: Digests) -> list[str]:

@@ -37,6 +37,8 @@ class TablePlan:
     dev: TableInfo | None = None
     #: overrides not applied: column -> why (e.g. prod has no such column)
     overrides_skipped: Mapping[str, str] = field(default_factory=dict)
+    #: the version column of a table opted in to newer-wins updates (engine/update/), else None: insert-only
+    version: str | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -44,9 +46,35 @@ class TablePlan:
         return [f"override of {column} skipped: {why}" for column, why in self.overrides_skipped.items()]
 
 
-def plan_table(dev: TableInfo, prod: TableInfo, overrides: Mapping[str, Any] | None = None) -> TablePlan:
+#: the types a version column may have: ordered, and compared the same way on both sides
+VERSION_TYPES = ("timestamp with time zone", "timestamp without time zone", "date", "smallint", "integer", "bigint",
+                 "numeric")
+
+
+def check_version(table: str, column: str, dev: TableInfo, prod: TableInfo) -> str:
+    """The version column of a table opted in to newer-wins updates, refused with one line unless both sides have
+    it, with the same type, one that orders versions (``VERSION_TYPES``)."""
+    for side, info in (("dev", dev), ("prod", prod)):
+        if column not in info.column_names:
+            raise TableSyncError(table, f"WEBSYNC_UPDATE_NEWER: the version column {column} is not in {side}'s "
+                                 f"{table}: no row of it was updated (name another column, or leave {table} out)")
+    dev_type, prod_type = dev.column(column).type, prod.column(column).type
+    if dev_type != prod_type:
+        raise TableSyncError(table, f"WEBSYNC_UPDATE_NEWER: the version column {column} is {dev_type} in dev and "
+                             f"{prod_type} in prod: versions can only be compared with one type")
+    if (dev.column(column).base_type or dev_type) not in VERSION_TYPES:
+        raise TableSyncError(table, f"WEBSYNC_UPDATE_NEWER: the version column {column} is {dev_type}, which does "
+                             f"not order versions (use one of: {', '.join(VERSION_TYPES)})")
+    if prod.column(column).generated:
+        raise TableSyncError(table, f"WEBSYNC_UPDATE_NEWER: the version column {column} is generated in prod")
+    return column
+
+
+def plan_table(dev: TableInfo, prod: TableInfo, overrides: Mapping[str, Any] | None = None,
+               version: str | None = None) -> TablePlan:
     """Match dev's and prod's columns by name; refuse what cannot be inserted. An override of a column
-    that is not shipped (e.g. prod has no such column) is skipped and reported, not refused."""
+    that is not shipped (e.g. prod has no such column) is skipped and reported, not refused. ``version``: the
+    table's version column when it is opted in to newer-wins updates (checked by ``check_version``)."""
     table = dev.name
     key = dev.primary_key
     if len(key) != 1 or prod.primary_key != key:
@@ -82,6 +110,7 @@ def plan_table(dev: TableInfo, prod: TableInfo, overrides: Mapping[str, Any] | N
         dev=dev,
         prod=prod,
         overrides_skipped={k: _why_not_applied(k, prod) for k in overrides if k not in shipped},
+        version=check_version(table, version, dev, prod) if version else None,
     )
 
 

@@ -22,6 +22,9 @@ from websync_dagster.engine.export_load import (
 from websync_dagster.engine.export_thread import ExportThread
 from websync_dagster.engine.failure import ExportFailed, NotLoaded, link_reason
 from websync_dagster.engine.load import LoadResult, load_followed
+from websync_dagster.engine.run_files import RunFiles
+from websync_dagster.engine.update.run import run_update
+from websync_dagster.engine.update.units import UpdateResult
 
 #: a table whose link to prod breaks is retried this many times in the same run, after 1, 2, 4 s
 RECONNECT_ATTEMPTS = 3
@@ -40,6 +43,8 @@ class TableRun:
     reexported: bool = False
     #: rows the table's committed units inserted (if it stopped midway: what stays in prod)
     committed: int = 0
+    #: what the newer-wins update path did (a table opted in by WEBSYNC_UPDATE_NEWER, once its inserts landed)
+    update: UpdateResult | None = None
 
     @property
     def landed(self) -> bool:
@@ -60,6 +65,9 @@ def run_table(
     if loaded and (scope == "delta" or not exported):
         run.reexported = not exported
         _export_and_load_reconnecting(ctx, run, declared_deps, run_id, report)
+        if run.load is not None and run.load.plan.version is not None:
+            run.update = UpdateResult(table=table, version=run.load.plan.version)
+            run_update(ctx, run.load.plan, run.update, run_id, report)
     elif exported:
         run.export = run_export(ctx, table, scope=scope, run_id=run_id, report=report)
         if loaded:  # a full export: refused with the reason
@@ -80,7 +88,7 @@ def _export_and_load_reconnecting(
     for attempt in range(RECONNECT_ATTEMPTS + 1):
         try:
             _export_and_load(ctx, run, declared_deps, run_id if attempt == 0 else f"{run_id}.{attempt}", report,
-                             loaded)
+                             loaded, ctx.run_files(run_id))
             return
         except SyncError as exc:
             failed_to_reopen = reconnecting and not ctx.prod_open  # prod still restarting, the link still down
@@ -102,7 +110,7 @@ def _export_and_load_reconnecting(
 
 def _export_and_load(
     ctx: SyncContext, run: TableRun, declared_deps: Mapping[str, Sequence[str]], run_id: str,
-    report: EventSink | None, loaded: LoadResult,
+    report: EventSink | None, loaded: LoadResult, files: RunFiles,
 ) -> None:
     """The delta export in a thread and the load following its file: the overlap of a raw COPY pipe.
     Each commit unit commits once its rows are sent (see engine/units.py); ``loaded`` holds what
@@ -116,7 +124,7 @@ def _export_and_load(
                                reject_dir=ctx.settings.export_dir / REJECT_SUBDIR, stamp=run_id,
                                commit_every_s=ctx.settings.commit_every_s, into=loaded, report=report,
                                watch=ctx.lock_watch(run.table, report),
-                               progress_every_s=ctx.settings.progress_every_s)
+                               progress_every_s=ctx.settings.progress_every_s, files=files)
     finally:
         run.committed = loaded.inserted
         exporter.stop()  # the load stopped before the end of the file: the export ends with it

@@ -45,6 +45,7 @@ from websync_dagster.engine.load.units_loop import load_units, unit_seconds
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.progress import DEFAULT_EVERY_S, Progress
+from websync_dagster.engine.run_files import RunFiles
 from websync_dagster.transport.base import ProdSession
 
 __all__ = [
@@ -96,6 +97,7 @@ class _TableLoad:
     report: EventSink | None
     watch: LockWatch | None
     progress_every_s: float
+    files: RunFiles | None
 
     def progress(self, *, total_bytes: int, total_rows: int, estimated: bool = False) -> Progress:
         return Progress(self.plan.table, "load", self.report, total_bytes=total_bytes, total_rows=total_rows,
@@ -105,7 +107,7 @@ class _TableLoad:
         """Load the file unit by unit (see units_loop.py) into ``result``; ``fd`` is closed here."""
         rejects = RejectFile(self.reject_dir, self.plan.table, self.stamp, with_content=REJECT_ROWS_WITH_CONTENT)
         load_units(self.session, self.plan, chunks, fd, result, rejects, commit_every_s=self.commit_every_s,
-                   watch=self.watch)
+                   watch=self.watch, files=self.files)
 
 
 def load_export(
@@ -121,6 +123,7 @@ def load_export(
     report: EventSink | None = None,
     watch: LockWatch | None = None,
     progress_every_s: float = DEFAULT_EVERY_S,
+    files: RunFiles | None = None,
 ) -> LoadResult:
     """Insert the rows of ``export_file`` (CSV with header, columns ``plan.shipped``) into prod, in
     commit units of ``commit_every_s`` seconds of sending (None: one transaction)."""
@@ -129,7 +132,7 @@ def load_export(
     if header != list(plan.shipped):
         raise TableSyncError(plan.table, f"export {export_file} has columns {header}, expected {list(plan.shipped)}")
     size = export_file.stat().st_size
-    load = _TableLoad(session, plan, reject_dir, stamp, commit_every_s, report, watch, progress_every_s)
+    load = _TableLoad(session, plan, reject_dir, stamp, commit_every_s, report, watch, progress_every_s, files)
     result = LoadResult(table=plan.table)
     chunks = load.progress(total_bytes=size, total_rows=rows).wrap(file_chunks(export_file)())
     fd = os.open(export_file, os.O_RDONLY)
@@ -152,6 +155,7 @@ def load_followed(
     report: EventSink | None = None,
     watch: LockWatch | None = None,
     progress_every_s: float = DEFAULT_EVERY_S,
+    files: RunFiles | None = None,
 ) -> LoadResult:
     """Insert into prod the export that another thread is writing, as it is written, in commit units.
 
@@ -163,7 +167,7 @@ def load_followed(
     earlier attempt of the same table that committed some units (the figures add up).
     """
     started = time.perf_counter()
-    load = _TableLoad(session, plan, reject_dir, stamp, commit_every_s, report, watch, progress_every_s)
+    load = _TableLoad(session, plan, reject_dir, stamp, commit_every_s, report, watch, progress_every_s, files)
     result = into if into is not None else LoadResult(table=plan.table)
     accounted_before, inserted_before = result.accounted, result.inserted
     with _rolled_back_on_error(plan.table, result):

@@ -23,6 +23,8 @@ class LoadResult:
     nulled: dict[str, int] = field(default_factory=dict)  # column -> references set to NULL
     rejected: int = 0
     reject_file: str | None = None
+    #: the run's manifest (engine/run_files.py), once a unit of the table committed
+    manifest_file: str | None = None
     #: rejected rows written to the reject file without their content (see REJECT_ROWS_WITH_CONTENT)
     reject_rows_cut: int = 0
     fallback_reason: str | None = None

@@ -6,8 +6,13 @@ from collections.abc import Callable, Iterable
 
 from psycopg import sql
 
+from websync_dagster.engine.load.temp_tables import LANDED
 from websync_dagster.engine.plan import TablePlan
+from websync_dagster.engine.row_image import fixed_text_forms, row_hash
 from websync_dagster.transport.base import CopyIn, Query, Statement, Step
+
+#: the top-level transaction's id as the ``xid`` a row's ``xmin`` holds (``xid8`` has no cast to ``xid``)
+_THIS_TRANSACTION = sql.SQL("(pg_current_xact_id()::text::bigint % 4294967296)::text::xid")
 
 
 def advisory_lock(table: str) -> Statement:
@@ -26,10 +31,25 @@ def locked_and_counted(plan: TablePlan, *, count_before: bool) -> list[Step]:
     return [advisory_lock(plan.table), *([count_rows(plan.table, "before")] if count_before else [])]
 
 
+def landed_rows(plan: TablePlan, *, staged: bool) -> list[Step]:
+    """The id and hash of each row the unit inserted (for the run's manifest), as ``landed``: on the fast path the
+    rows this transaction wrote (their ``xmin``; a COPY runs in the top-level transaction), on the staged path the
+    ids the insert block recorded in ``_ws_landed`` (it inserts in subtransactions, whose ids are others)."""
+    table, key = sql.Identifier(plan.table), sql.Identifier("t", plan.key)
+    if staged:
+        rows = sql.SQL("SELECT {k}::text AS id, {h} AS hash FROM {landed} AS l JOIN {t} AS t ON {k} = l.{key}").format(
+            k=key, h=row_hash("t"), landed=LANDED, t=table, key=sql.Identifier(plan.key))
+    else:
+        rows = sql.SQL("SELECT {k}::text AS id, {h} AS hash FROM {t} AS t WHERE t.xmin = {x}").format(
+            k=key, h=row_hash("t"), t=table, x=_THIS_TRANSACTION)
+    return [fixed_text_forms(), Query("landed", rows)]
+
+
 def fast_path_steps(plan: TablePlan, source: Callable[[], Iterable[bytes]], *, count_before: bool) -> list[Step]:
-    """COPY the unit straight into the table; its rows after, as ``after``."""
+    """COPY the unit straight into the table; its rows after, as ``after``; the rows it wrote, as ``landed``."""
     return [
         *locked_and_counted(plan, count_before=count_before),
         CopyIn("copied", sql.Identifier(plan.table), plan.shipped, source),
         count_rows(plan.table, "after"),
+        *landed_rows(plan, staged=False),
     ]

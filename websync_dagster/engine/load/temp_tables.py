@@ -18,6 +18,8 @@ SKIPPED = sql.Identifier("pg_temp", "_ws_skipped")
 NULLED = sql.Identifier("pg_temp", "_ws_nulled")
 #: how many rows the insert block inserted
 INSERTED = sql.Identifier("pg_temp", "_ws_inserted")
+#: the key of each row the insert block inserted (for the run's manifest)
+LANDED = sql.Identifier("pg_temp", "_ws_landed")
 
 
 def column_list(names: Iterable[str], prefix: str | None = None) -> sql.Composed:

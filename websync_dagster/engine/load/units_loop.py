@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 
@@ -19,6 +20,7 @@ from websync_dagster.engine.load.staged import StagedCounts, staged_steps
 from websync_dagster.engine.load.steps import count_rows, fast_path_steps
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
+from websync_dagster.engine.run_files import RunFiles
 from websync_dagster.engine.units import Unit, UnitCutter
 from websync_dagster.transport.base import ProdSession
 
@@ -33,11 +35,12 @@ def unit_seconds(plan: TablePlan, commit_every_s: float | None) -> float | None:
 
 
 def load_units(session: ProdSession, plan: TablePlan, chunks: Iterator[bytes], fd: int, result: LoadResult,
-               rejects: RejectFile, *, commit_every_s: float | None, watch: LockWatch | None) -> None:
+               rejects: RejectFile, *, commit_every_s: float | None, watch: LockWatch | None,
+               files: RunFiles | None = None) -> None:
     """Send and commit the file unit by unit; ``result`` holds the figures of the units committed so far.
     ``chunks``: the export file's bytes from its start, as they are written; ``fd``: an open descriptor of
     it (closed here), to send a unit again. ``watch`` names what a unit waits for in prod (see
-    engine/lock_wait.py)."""
+    engine/lock_wait.py). ``files``: the run's manifest, which gets each committed unit's inserted rows."""
     cutter = UnitCutter(chunks, fd, unit_seconds(plan, commit_every_s))
     with contextlib.closing(cutter):
         while cutter.has_rows():
@@ -46,32 +49,38 @@ def load_units(session: ProdSession, plan: TablePlan, chunks: Iterator[bytes], f
             waiting = watch.watching(session.application_name, result.inserted) if watch else contextlib.nullcontext()
             try:
                 with waiting:
-                    if not (session.supports_fast_path and _fast_unit(session, plan, unit, result, first)):
-                        _staged_unit(session, plan, unit, result, rejects, first)
+                    landed = session.supports_fast_path and _fast_unit(session, plan, unit, result, first)
+                    if landed is False:
+                        landed = _staged_unit(session, plan, unit, result, rejects, first)
             except (TableSyncError, ExportAborted):
                 raise
             except Exception as exc:
                 raise unit_failure(plan.table, exc, first_row=result.sent + 1,
                                    last_row=cutter.last_row(unit, result.sent), committed_rows=result.inserted) from exc
             result.commits += 1
+            if files is not None:
+                files.record(plan.table, "inserted", landed)
+                result.manifest_file = files.manifest_file()
         if result.commits == 0:
             result.before = result.after = session.query(count_rows(plan.table).query)[0]["n"]
 
 
 def _staged_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadResult, rejects: RejectFile,
-                 first: bool) -> None:
-    """The staged path for one unit, adding the server's counts to ``result``."""
+                 first: bool) -> list[dict[str, Any]]:
+    """The staged path for one unit, adding the server's counts to ``result``; the rows it inserted."""
     results = session.run_transaction(staged_steps(plan, unit.source, count_before=first,
                                                    with_content=rejects.content_budget))
     counts = StagedCounts.read(results, counted_before=first)
     result.add_staged(counts)
     rejects.add(counts.refused)
     result.add_reject_file(rejects)
+    return counts.landed
 
 
-def _fast_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadResult, first: bool) -> bool:
-    """COPY one unit straight into the table; on refusal record why, leave the table as it was, read the
-    unit to its end (the staged path sends it again) and return False."""
+def _fast_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadResult, first: bool
+               ) -> list[dict[str, Any]] | bool:
+    """COPY one unit straight into the table and return the rows it inserted; on refusal record why, leave the
+    table as it was, read the unit to its end (the staged path sends it again) and return False."""
     try:
         results = session.run_transaction(fast_path_steps(plan, unit.source, count_before=first))
     except psycopg.Error as exc:
@@ -82,4 +91,4 @@ def _fast_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadRe
         return False
     result.add_copied(before=results.value("before", "n") if first else None, after=results.value("after", "n"),
                       copied=results.value("copied", "rows"))
-    return True
+    return results.rows("landed")

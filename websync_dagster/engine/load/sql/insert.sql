@@ -1,15 +1,16 @@
 -- Inserts the probe (pg_temp._ws_probe) into the table: the whole batch in one statement. If prod refuses
 -- a row of it, the batch is split in two and each half tried again (in a subtransaction), down to the
--- single rows prod refuses, which are rejected with prod's message into pg_temp._ws_rejects. A row refused
--- for a reference to a row of the batch not inserted yet (23503) is retried in a second pass, with the
--- other such rows. The number of rows inserted goes to pg_temp._ws_inserted.
+-- single rows prod refuses, which are rejected with prod's message (and its SQLSTATE and constraint) into
+-- pg_temp._ws_rejects. A row refused for a reference to a row of the batch not inserted yet (23503) is
+-- retried in a second pass, with the other such rows. The number of rows inserted goes to
+-- pg_temp._ws_inserted. The update path (engine/update/) runs the same block with an UPDATE as its range.
 --
 -- Only the errors a row can cause are caught (the conditions below: load/refusals.py ROW_REFUSALS, a test
 -- holds the two equal), any other error rolls the unit back.
 --
 -- The block is the same for every table: what varies comes in as transaction-local settings (see
--- load/blocks.py BlockSettings): websync.insert_range (the INSERT of the probe's rows of pass $1 from
--- _ws_row $2 to $3 into the table) and websync.key (the key column).
+-- load/blocks.py BlockSettings): websync.insert_range (the INSERT, or UPDATE, of the probe's rows of pass $1
+-- from _ws_row $2 to $3 into the table) and websync.key (the key column).
 DO $websync$
 DECLARE
     key_column text := current_setting('websync.key');
@@ -24,6 +25,7 @@ DECLARE
     state text;
     msg text;
     detail text;
+    cname text;
     reason text;
 BEGIN
     FOR pass_no IN 1..2 LOOP
@@ -41,7 +43,8 @@ BEGIN
             EXCEPTION
                 WHEN data_exception OR integrity_constraint_violation OR with_check_option_violation
                      OR program_limit_exceeded OR plpgsql_error THEN
-                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL,
+                                        cname = CONSTRAINT_NAME;
                 IF NOT indexed THEN
                     CREATE INDEX ON pg_temp._ws_probe (_ws_row);
                     indexed := true;
@@ -57,10 +60,10 @@ BEGIN
                 ELSE
                     reason := msg || CASE WHEN detail = '' OR state IN ('23514', '23502') THEN ''
                                           ELSE ' (' || detail || ')' END;
-                    EXECUTE format('INSERT INTO pg_temp._ws_rejects (_ws_row, id, reason) '
-                                   || 'SELECT _ws_row, %I::text, $2 FROM pg_temp._ws_probe WHERE _ws_row = $1',
+                    EXECUTE format('INSERT INTO pg_temp._ws_rejects (_ws_row, id, reason, state, constraint_name) '
+                                   || 'SELECT _ws_row, %I::text, $2, $3, $4 FROM pg_temp._ws_probe WHERE _ws_row = $1',
                                    key_column)
-                      USING lo, reason;
+                      USING lo, reason, state, nullif(cname, '');
                 END IF;
             END;
         END LOOP;

@@ -1,0 +1,122 @@
+"""The files a run leaves for undo: its manifest (``<export dir>/manifests/<run id>.jsonl``: per table the ids it
+inserted, updated or deleted, each with the row's hash as the run left it) and, per table, the before-images of the
+rows it changed (``<export dir>/before/<table>_<run id>.jsonl``), each written and fsynced before the change is
+committed (images) or as soon as it is (manifest).
+
+Lines are JSON objects; a run's files are appended to by its attempts (a retry after a lost link adds to them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from websync_dagster.core.errors import SyncError
+
+MANIFEST_SUBDIR = "manifests"
+BEFORE_SUBDIR = "before"
+#: what a manifest line says was done to a row
+OPS = ("inserted", "updated", "deleted")
+
+
+def manifest_path(export_dir: Path, run_id: str) -> Path:
+    return export_dir / MANIFEST_SUBDIR / f"{run_id}.jsonl"
+
+
+def before_path(export_dir: Path, table: str, run_id: str) -> Path:
+    return export_dir / BEFORE_SUBDIR / f"{table}_{run_id}.jsonl"
+
+
+def _append(path: Path, lines: Iterable[Mapping[str, Any]]) -> int:
+    """Append JSON lines to ``path`` and fsync it (and its folder, the first time); the number written."""
+    text = "".join(json.dumps(dict(line), ensure_ascii=False, sort_keys=True) + "\n" for line in lines)
+    if not text:
+        return 0
+    created = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    if created:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    return text.count("\n")
+
+
+@dataclass
+class RunFiles:
+    """The manifest and before-image files of one run (``run_id``: the Dagster run's id)."""
+
+    export_dir: Path
+    run_id: str
+    #: table -> before-image lines written this run
+    images: dict[str, int] = field(default_factory=dict)
+    #: table -> manifest lines written this run
+    recorded: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def manifest(self) -> Path:
+        return manifest_path(self.export_dir, self.run_id)
+
+    def before(self, table: str) -> Path:
+        return before_path(self.export_dir, table, self.run_id)
+
+    def keep_before_images(self, table: str, images: Iterable[Mapping[str, Any]]) -> None:
+        """Write (and fsync) the before-images ``{"id", "hash", "row"}`` of rows about to be changed: a unit whose
+        images cannot be written is not sent (the error says so)."""
+        try:
+            n = _append(self.before(table), ({"table": table, **image} for image in images))
+        except OSError as exc:
+            raise SyncError(f"{table}: the before-images could not be written to {self.before(table)} ({exc}); "
+                            "nothing of this unit was changed in prod") from exc
+        self.images[table] = self.images.get(table, 0) + n
+
+    def record(self, table: str, op: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Add to the manifest what a committed unit did: ``op`` (``OPS``) on rows ``{"id", "hash", ...}``."""
+        if op not in OPS:
+            raise ValueError(f"manifest op must be one of {OPS}, not {op!r}")
+        with self._lock:
+            try:
+                n = _append(self.manifest, ({"table": table, "op": op, **row} for row in rows))
+            except OSError as exc:
+                raise SyncError(f"{table}: the manifest {self.manifest} could not be written ({exc}); the unit is "
+                                "committed in prod, so undo of this run will not see its rows") from exc
+        self.recorded[table] = self.recorded.get(table, 0) + n
+
+    def before_file(self, table: str) -> str | None:
+        return str(self.before(table)) if self.images.get(table) else None
+
+    def manifest_file(self) -> str | None:
+        return str(self.manifest) if self.manifest.exists() else None
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_manifest(export_dir: Path, run_id: str) -> list[dict[str, Any]]:
+    """The run's manifest lines; a run without one is said as such."""
+    path = manifest_path(export_dir, run_id)
+    if not path.is_file():
+        raise SyncError(f"no manifest for run {run_id} ({path}): that run changed nothing in prod, or its files "
+                        "were written under another WEBSYNC_EXPORT_DIR")
+    return _lines(path)
+
+
+def read_before_images(export_dir: Path, table: str, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """The run's before-images of ``table``, by (id, hash of the row they show)."""
+    path = before_path(export_dir, table, run_id)
+    if not path.is_file():
+        return {}
+    return {(line["id"], line["hash"]): line["row"] for line in _lines(path)}

@@ -1,0 +1,116 @@
+"""The update path's unit loop: the rows dev holds newer (update/candidates.py), sent in units of ``UNIT_ROWS``;
+per unit, prod's before-images read and fsynced (run_files.py), then one transaction (update/steps.py), then
+the manifest. A row prod changed between its before-image and the unit is left as prod has it (the unit
+updates a row only while its hash is the image's), and counted; the next run looks at it again."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from websync_dagster.engine.export import select_list
+from websync_dagster.engine.load.rejects import RejectFile
+from websync_dagster.engine.lock_wait import LockWatch
+from websync_dagster.engine.plan import TablePlan
+from websync_dagster.engine.run_files import RunFiles
+from websync_dagster.engine.update.candidates import find_newer
+from websync_dagster.engine.update.steps import before_images, update_steps
+from websync_dagster.transport.base import ProdSession
+
+#: rows of one update unit (a web page is ~10 kB: a unit is a few MB on the link)
+UNIT_ROWS = 500
+#: SQLSTATE of a unique violation: an updated row that would clash with another prod row on another key
+_UNIQUE_VIOLATION = "23505"
+
+
+@dataclass(kw_only=True)
+class UpdateResult:
+    """What the update path did to one table."""
+
+    table: str
+    version: str
+    #: rows dev holds with a newer version than prod's
+    newer_in_dev: int = 0
+    updated: int = 0
+    #: rows prod holds with a newer version than dev's: never touched
+    prod_newer_kept: int = 0
+    #: newer in dev but left: prod changed the row since its before-image, or its shipped columns are dev's already
+    left_unchanged: int = 0
+    rejected: int = 0
+    #: unique key name -> rows not updated because the update would clash there with another prod row
+    skipped: dict[str, int] = field(default_factory=dict)
+    reject_file: str | None = None
+    before_image_file: str | None = None
+    commits: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+def _dev_rows(dev: psycopg.Connection, plan: TablePlan, ids: Sequence[str]) -> bytes:
+    """Dev's rows of ``ids``, as the export writes them (shipped columns, the table's overrides), CSV with header."""
+    key_type = plan.dev.column(plan.key).type if plan.dev is not None else plan.prod.column(plan.key).type
+    query = sql.SQL("COPY (SELECT {} FROM {} AS t WHERE t.{} = ANY(CAST({} AS {}[])) ORDER BY t.{}) TO STDOUT "
+                    "(FORMAT csv, HEADER true)").format(
+        select_list(plan.shipped, plan.overrides), sql.Identifier(plan.table), sql.Identifier(plan.key),
+        sql.Literal(list(ids)), sql.SQL(key_type), sql.Identifier(plan.key))
+    with dev.cursor() as cur, cur.copy(query) as copy:
+        return b"".join(bytes(chunk) for chunk in copy)
+
+
+def _expected_csv(images: Sequence[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "hash"])
+    writer.writerows([image["id"], image["hash"]] for image in images)
+    return out.getvalue().encode("utf-8")
+
+
+def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def update_newer(dev: psycopg.Connection, session: ProdSession, plan: TablePlan, files: RunFiles,
+                 rejects: RejectFile, *, watch: LockWatch | None = None,
+                 into: UpdateResult | None = None) -> UpdateResult:
+    """Update in prod the rows of ``plan``'s table that dev holds newer; ``into``: an earlier attempt's figures."""
+    started = time.perf_counter()
+    result = into or UpdateResult(table=plan.table, version=plan.version or "")
+    newer = find_newer(dev, session, plan)
+    result.prod_newer_kept = newer.prod_newer
+    result.newer_in_dev = max(result.newer_in_dev, result.updated + len(newer.ids))
+    for ids in _chunks(newer.ids, UNIT_ROWS):
+        rows = _dev_rows(dev, plan, ids)
+        images = session.run_transaction(before_images(plan, ids)).rows("before")
+        files.keep_before_images(plan.table, images)
+        hashes = {image["id"]: image["hash"] for image in images}
+        expected = _expected_csv(images)
+        waiting = watch.watching(session.application_name, result.updated) if watch else contextlib.nullcontext()
+        with waiting:
+            results = session.run_transaction(update_steps(plan, lambda rows=rows: [rows],
+                                                           lambda expected=expected: [expected],
+                                                           with_content=rejects.content_budget))
+        updated = results.rows("updated")
+        result.commits += 1
+        result.bytes += len(rows)
+        files.record(plan.table, "updated", [{**u, "before": hashes.get(u["id"])} for u in updated])
+        refused = [r for r in results.rows("rejects") if r.get("state") != _UNIQUE_VIOLATION]
+        for r in results.rows("rejects"):
+            if r.get("state") == _UNIQUE_VIOLATION:
+                name = r.get("constraint_name") or "unique key"
+                result.skipped[name] = result.skipped.get(name, 0) + 1
+        rejects.add([{k: r[k] for k in ("id", "reason", "row")} for r in refused])
+        result.updated += len(updated)
+        result.rejected += len(refused)
+        result.left_unchanged += len(ids) - len(updated) - len(results.rows("rejects"))
+    result.reject_file = str(rejects.path) if rejects.written else None
+    result.before_image_file = files.before_file(plan.table)
+    result.seconds = round(result.seconds + time.perf_counter() - started, 3)
+    return result
