@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 
+import psycopg
+
 from websync_dagster.core.tables import DECLARED_DEPS
 from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.run import run_tables
 from websync_dagster.engine.run_files import read_before_images, read_manifest
 from websync_dagster.engine.run_id import new_run_id
+from websync_dagster.engine.undo.apply import undo_run
 from websync_dagster_tests.helpers import rows_by_id, sync_all, table_snapshot
-from websync_dagster_tests.update_helpers import allow, arm_allowing_guard, edit_in_prod, ids_of, recrawl
+from websync_dagster_tests.update_helpers import allow, arm_allowing_guard, checksum, edit_in_prod, ids_of, recrawl
 
 TABLES = ("web_sources", "knowledge_base", "web_pages", "web_files")
 
@@ -74,3 +77,65 @@ def test_a_run_with_nothing_newer_updates_nothing(sync_env):
     for table in ("web_pages", "knowledge_base"):
         assert runs[table].update is not None and runs[table].update.updated == 0
         assert runs[table].update.rejected == 0 and runs[table].update.before_image_file is None
+
+
+# --- undo ------------------------------------------------------------------------------------------------
+
+def _columns(conn, table: str) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                                       "AND NOT attisdropped ORDER BY attnum", [table]).fetchall()]
+
+
+def _undo(settings, run_id, *, dry_run=False):
+    undo_id = new_run_id()
+    with SyncContext(settings) as ctx:
+        return undo_id, {t.table: t for t in undo_run(ctx, run_id, undo_run_id=undo_id, dry_run=dry_run)}
+
+
+def test_undo_deletes_what_a_run_inserted_and_restores_what_it_updated_and_undo_of_undo_brings_it_back(
+        sync_env, prod_via):
+    sync_all(sync_env.settings())
+    with sync_env.dev() as dev:
+        files = ids_of(dev, "web_files", 3)
+        recrawl(dev, "web_files", files, "text_content", "re-read ")
+        dev.execute("UPDATE web_files SET updated_at = now() WHERE id = ANY(%s::uuid[])", [files])
+        pages = ids_of(dev, "web_pages", 2)
+        recrawl(dev, "web_pages", pages, "extracted_text", "re-crawled ")
+    with sync_env.prod() as prod:
+        gone = ids_of(prod, "web_files", 2, offset=10)  # prod lacks these: the run inserts them again
+    with psycopg.connect(sync_env.prod_url, autocommit=True) as prod:
+        prod.execute("SET session_replication_role = replica")
+        prod.execute("DELETE FROM web_files WHERE id = ANY(%s::uuid[])", [gone])
+    with sync_env.prod() as prod:
+        before = {t: checksum(prod, t) for t in TABLES}
+        # prod's BEFORE UPDATE trigger sets web_pages.updated_at to the time of each update, the restore's too
+        page_columns = [c for c in _columns(prod, "web_pages") if c != "updated_at"]
+        pages_before = checksum(prod, "web_pages", page_columns)
+    arm_allowing_guard(sync_env.prod_url)
+    allow(sync_env.prod_url, "web_files", "UPDATE", files)
+    allow(sync_env.prod_url, "web_pages", "UPDATE", pages)
+    allow(sync_env.prod_url, "web_files", "DELETE", gone)
+    settings = prod_via(sync_env).model_copy(update={"update_newer": ("web_files:updated_at", "web_pages:updated_at")})
+    run_id, runs = _sync(settings)
+    assert all(r.error is None for r in runs.values()), {t: r.error for t, r in runs.items()}
+    assert runs["web_files"].update.updated == 3 and runs["web_files"].load.result.inserted == 2
+    with sync_env.prod() as prod:
+        synced = {t: checksum(prod, t) for t in TABLES}
+
+    _, dry = _undo(settings, run_id, dry_run=True)
+    assert (dry["web_files"].deleted, dry["web_files"].restored) == (2, 3)
+    with sync_env.prod() as prod:
+        assert {t: checksum(prod, t) for t in TABLES} == synced  # the dry run wrote nothing
+
+    undo_id, undone = _undo(settings, run_id)
+    assert (undone["web_files"].deleted, undone["web_files"].restored, undone["web_pages"].restored) == (2, 3, 2)
+    with sync_env.prod() as prod:
+        assert checksum(prod, "web_files") == before["web_files"]  # no trigger rewrites web_files: exactly as before
+        assert checksum(prod, "web_pages", page_columns) == pages_before
+        for table in ("web_sources", "knowledge_base"):
+            assert checksum(prod, table) == before[table]
+    allow(sync_env.prod_url, "web_files", "UPDATE", files)
+    _, redone = _undo(settings, undo_id)
+    assert (redone["web_files"].inserted, redone["web_files"].restored) == (2, 3)
+    with sync_env.prod() as prod:
+        assert checksum(prod, "web_files") == synced["web_files"]

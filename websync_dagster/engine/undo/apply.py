@@ -1,0 +1,152 @@
+"""Undo of one run, table by table (see engine/undo/__init__.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from websync_dagster.core.errors import SyncError, TableSyncError
+from websync_dagster.engine.catalog import TableInfo, read_catalog
+from websync_dagster.engine.context import SyncContext
+from websync_dagster.engine.events import EventSink, Note
+from websync_dagster.engine.order import fk_order
+from websync_dagster.engine.run_files import RunFiles, read_before_images, read_manifest
+from websync_dagster.engine.undo.decide import Action, Entry, decide
+from websync_dagster.engine.undo.steps import (
+    UNDO_COLUMNS,
+    Reference,
+    references_query,
+    referencing,
+    rows_now,
+    undo_steps,
+)
+
+#: rows of one undo unit
+UNIT_ROWS = 500
+#: what the undo's manifest says it did, by action
+_DONE_AS = {"delete": "deleted", "restore": "updated", "insert": "inserted"}
+
+
+@dataclass
+class UndoTable:
+    """What undo did (or, dry run, would do) to one table; ``left``: rows left alone, id -> why."""
+
+    table: str
+    deleted: int = 0
+    restored: int = 0
+    inserted: int = 0
+    left: dict[str, str] = field(default_factory=dict)
+    before_image_file: str | None = None
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        verb = "would " if self.dry_run else ""
+        return {"table": self.table, f"{verb}delete": self.deleted, f"{verb}restore": self.restored,
+                f"{verb}insert": self.inserted, "left alone": len(self.left),
+                "reasons": sorted(set(self.left.values()))}
+
+
+def _chunks(entries: Sequence[Entry], size: int) -> Iterator[Sequence[Entry]]:
+    for start in range(0, len(entries), size):
+        yield entries[start:start + size]
+
+
+def _actions_csv(actions: Sequence[Action]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(UNDO_COLUMNS)
+    writer.writerows([a.action, a.id, a.expect, json.dumps(a.image, ensure_ascii=False) if a.image else None]
+                     for a in actions)
+    return out.getvalue().encode("utf-8")
+
+
+def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool = False,
+             report: EventSink | None = None) -> list[UndoTable]:
+    """Take back what run ``run_id`` did to prod (dry run: say what would be done, write nothing). Deletes go in
+    reverse foreign-key order, restores and inserts in foreign-key order; a table's problem stops that table only
+    (its error is raised after the others are done)."""
+    export_dir = ctx.settings.export_dir
+    by_table: dict[str, list[Entry]] = {}
+    for line in read_manifest(export_dir, run_id):
+        entry = Entry.of(line)
+        by_table.setdefault(entry.table, []).append(entry)
+    catalog = read_catalog(ctx.prod, list(by_table), side="prod", require_all=False)
+    missing = [t for t in by_table if t not in catalog]
+    if missing:
+        raise SyncError(f"undo of run {run_id}: prod has no table {', '.join(missing)}")
+    order = fk_order(catalog)
+    files = None if dry_run else ctx.run_files(undo_run_id)
+    results = {t: UndoTable(t, dry_run=dry_run) for t in order}
+    errors: list[TableSyncError] = []
+    phases = [(reversed(order), ("inserted",)), (order, ("updated", "deleted"))]
+    for tables, ops in phases:
+        for table in list(tables):
+            entries = [e for e in by_table[table] if e.op in ops]
+            if not entries or any(e.table == table for e in errors):
+                continue
+            try:
+                images = read_before_images(export_dir, table, run_id)
+                refs = [Reference(**r) for r in ctx.prod.query(references_query(catalog[table]))]
+                for unit in _chunks(entries, UNIT_ROWS):
+                    _undo_unit(ctx, catalog[table], refs, unit, images, results[table], files)
+            except SyncError as exc:
+                errors.append(exc if isinstance(exc, TableSyncError) else TableSyncError(table, str(exc)))
+            except Exception as exc:  # prod refused: this table stops, the others go on
+                errors.append(TableSyncError(table, f"undo failed: {ctx.settings.redactor()(str(exc))}; the unit in "
+                                             "flight was rolled back"))
+                errors[-1].__cause__ = exc
+    for result in results.values():
+        if files is not None:
+            result.before_image_file = files.before_file(result.table)
+        if report is not None:
+            report(Note(f"undo {run_id}: {result.table}: {result.to_dict()}"))
+    if errors:
+        raise errors[0]
+    return [results[t] for t in order]
+
+
+def _undo_unit(ctx: SyncContext, info: TableInfo, refs: list[Reference], entries: Sequence[Entry],
+               images: dict, result: UndoTable, files: RunFiles | None) -> None:
+    ids = [e.id for e in entries]
+    prod = ctx.prod
+    now = {r["id"]: r for r in prod.run_transaction(rows_now(info, ids)).rows("now")}
+    referenced: dict[str, str] = {}
+    if refs and any(e.op == "inserted" for e in entries):
+        found = prod.run_transaction(referencing(info, refs, ids))
+        for rows in found.values():
+            referenced.update({r["id"]: r["by"] for r in rows})
+    decisions = decide(entries, {i: r["hash"] for i, r in now.items()}, images, referenced)
+    result.left.update(decisions.left)
+    if files is None:
+        for action in decisions.actions:
+            _count(result, action.action)
+        return
+    if not decisions.actions:
+        return
+    files.keep_before_images(info.name, [now[a.id] for a in decisions.actions if a.id in now])
+    data = _actions_csv(decisions.actions)
+    done = prod.run_transaction(undo_steps(info, refs, lambda: [data])).rows("undone")
+    by_action: dict[str, list[dict]] = {}
+    expected = {a.id: a.expect for a in decisions.actions}
+    for row in done:
+        _count(result, row["action"])
+        by_action.setdefault(row["action"], []).append(
+            {"id": row["id"], "hash": row["hash"], "before": expected.get(row["id"])})
+    for action, rows in by_action.items():
+        files.record(info.name, _DONE_AS[action], rows)
+    acted = {r["id"] for r in done}
+    for action in decisions.actions:
+        if action.id not in acted:
+            result.left[action.id] = "changed in prod during the undo (or referenced by a new row)"
+
+
+def _count(result: UndoTable, action: str) -> None:
+    if action == "delete":
+        result.deleted += 1
+    elif action == "restore":
+        result.restored += 1
+    else:
+        result.inserted += 1

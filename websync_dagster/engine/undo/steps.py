@@ -1,0 +1,109 @@
+"""The statements of one undo unit: prod's rows now, the rows referencing them, and the unit's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from websync_dagster.engine.catalog import TableInfo
+from websync_dagster.engine.load.steps import advisory_lock
+from websync_dagster.engine.row_image import fixed_text_forms, from_image, row_hash, row_image, writable_columns
+from websync_dagster.transport.base import CopyIn, Query, Statement, Step
+
+UNDO = sql.Identifier("pg_temp", "_ws_undo")
+UNDONE = sql.Identifier("pg_temp", "_ws_undone")
+UNDO_COLUMNS = ("action", "id", "expect", "image")
+
+
+def _key(info: TableInfo) -> str:
+    (key,) = info.primary_key
+    return key
+
+
+def _ids(info: TableInfo, ids: Sequence[str]) -> sql.Composed:
+    return sql.SQL("CAST({} AS {}[])").format(sql.Literal(list(ids)), sql.SQL(info.column(_key(info)).type))
+
+
+def rows_now(info: TableInfo, ids: Sequence[str]) -> list[Step]:
+    """``now``: prod's rows of ``ids`` (``id``, ``hash``, ``row``: their image)."""
+    key = sql.Identifier(_key(info))
+    return [fixed_text_forms(), Query("now", sql.SQL(
+        "SELECT t.{k}::text AS id, {h} AS hash, {image} AS row FROM {t} AS t WHERE t.{k} = ANY({ids})"
+    ).format(k=key, h=row_hash("t"), image=row_image(info.column_names, "t"), t=sql.Identifier(info.name),
+             ids=_ids(info, ids)))]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A one-column foreign key of a prod table (any, synced or not) onto a table's key."""
+
+    schema: str
+    table: str
+    column: str
+
+    @property
+    def name(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.table)
+
+
+def references_query(info: TableInfo) -> sql.Composed:
+    """Every one-column foreign key of prod onto ``info``'s table (``schema``, ``table``, ``column``)."""
+    return sql.SQL(
+        "SELECT n.nspname AS schema, r.relname AS table, a.attname AS column FROM pg_constraint c "
+        "JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
+        "WHERE c.contype = 'f' AND c.confrelid = {}::regclass AND cardinality(c.conkey) = 1 ORDER BY 1, 2, 3"
+    ).format(sql.Literal(info.name))
+
+
+def referencing(info: TableInfo, refs: Sequence[Reference], ids: Sequence[str]) -> list[Query]:
+    """Per foreign key onto the table, the ids of ``ids`` that a prod row references (``ref_<n>``: ``id``, ``by``)."""
+    return [Query(f"ref_{n}", sql.SQL("SELECT DISTINCT o.{c}::text AS id, {by} AS by FROM {o} AS o "
+                                      "WHERE o.{c} = ANY({ids})").format(
+        c=sql.Identifier(ref.column), by=sql.Literal(ref.table), o=ref.name, ids=_ids(info, ids)))
+        for n, ref in enumerate(refs)]
+
+
+def _unreferenced(info: TableInfo, refs: Sequence[Reference]) -> sql.Composable:
+    checks = [sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS o WHERE o.{} = t.{})").format(
+        ref.name, sql.Identifier(ref.column), sql.Identifier(_key(info))) for ref in refs]
+    return sql.SQL(" AND ").join(checks) if checks else sql.SQL("true")
+
+
+def undo_steps(info: TableInfo, refs: Sequence[Reference], actions: Callable[[], Iterable[bytes]]) -> list[Step]:
+    """One unit's transaction: the actions (a CSV of ``UNDO_COLUMNS``) staged, then each row deleted, restored from
+    its image, or inserted from it, only while prod holds it with the expected hash (an insert: while prod holds
+    no row of that id), a delete only while no prod row references the row; ``undone``: what was done."""
+    t, key = sql.Identifier(info.name), sql.Identifier(_key(info))
+    key_type = sql.SQL(info.column(_key(info)).type)
+    image = sql.SQL("u.image")
+    columns = writable_columns(info)
+    restore = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), from_image(info, c, image))
+                                 for c in columns if c != _key(info))
+    same = sql.SQL("t.{k} = CAST(u.id AS {kt}) AND {h} = u.expect").format(k=key, kt=key_type, h=row_hash("t"))
+    return [
+        fixed_text_forms(),
+        advisory_lock(info.name),
+        Statement(sql.SQL("CREATE TEMP TABLE {} (action text, id text, expect text, image jsonb) ON COMMIT DROP")
+                  .format(UNDO)),
+        CopyIn("staged", UNDO, UNDO_COLUMNS, actions),
+        Statement(sql.SQL("CREATE TEMP TABLE {} (action text, id text, hash text) ON COMMIT DROP").format(UNDONE)),
+        Statement(sql.SQL(
+            "WITH d AS (DELETE FROM {t} AS t USING {undo} AS u WHERE u.action = 'delete' AND {same} AND {free} "
+            "RETURNING u.id) INSERT INTO {undone} SELECT 'delete', id, NULL FROM d"
+        ).format(t=t, undo=UNDO, same=same, free=_unreferenced(info, refs), undone=UNDONE)),
+        Statement(sql.SQL(
+            "WITH r AS (UPDATE {t} AS t SET {restore} FROM {undo} AS u WHERE u.action = 'restore' AND {same} "
+            "RETURNING u.id, {h} AS hash) INSERT INTO {undone} SELECT 'restore', id, hash FROM r"
+        ).format(t=t, restore=restore, undo=UNDO, same=same, h=row_hash("t"), undone=UNDONE)),
+        Statement(sql.SQL(
+            "WITH i AS (INSERT INTO {t} AS t ({cols}) OVERRIDING SYSTEM VALUE SELECT {values} FROM {undo} AS u "
+            "WHERE u.action = 'insert' ON CONFLICT DO NOTHING RETURNING t.{k}::text AS id, {h} AS hash) "
+            "INSERT INTO {undone} SELECT 'insert', id, hash FROM i"
+        ).format(t=t, cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                 values=sql.SQL(", ").join(from_image(info, c, image) for c in columns), undo=UNDO, k=key,
+                 h=row_hash("t"), undone=UNDONE)),
+        Query("undone", sql.SQL("SELECT action, id, hash FROM {}").format(UNDONE)),
+    ]
