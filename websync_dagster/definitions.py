@@ -27,6 +27,7 @@ from websync_dagster.defs.jobs import build_asset_jobs, build_read_only_jobs
 from websync_dagster.defs.resources import WebsyncResource
 from websync_dagster.defs.schedules import build_nightly_schedule
 from websync_dagster.defs.sensors import build_diff_sensor
+from websync_dagster.defs.undo import build_undo_job
 
 logger = logging.getLogger("websync")
 
@@ -37,7 +38,7 @@ def build_definitions(options: LocationOptions, settings: Settings | ConfigError
     jobs = build_asset_jobs(options.tables)
     return dg.Definitions(
         assets=[build_sync_assets(freshness_policy(options.freshness_warn_h, options.freshness_fail_h))],
-        jobs=[jobs.websync_job, jobs.export_job, *build_read_only_jobs()],
+        jobs=[jobs.websync_job, jobs.export_job, *build_read_only_jobs(), build_undo_job()],
         schedules=[build_nightly_schedule(jobs.websync_job, options.nightly_cron)],
         sensors=[build_diff_sensor(jobs.websync_job, options.diff_interval_s)],
         resources={"websync": WebsyncResource.from_settings(settings)},

@@ -11,7 +11,7 @@ from websync_dagster.core.tables import DEFAULT_TABLES
 
 RUNBOOK_FLAGS = {"--export": "export", "--status": "status", "--diff": "diff"}
 #: options that take a value (so that the value is not mistaken for the command)
-VALUE_OPTIONS = ("--env-file", "--tables")
+VALUE_OPTIONS = ("--env-file", "--tables", "--update-newer")
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -40,12 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 every table completed (rejected rows are reported, not failures); 1 a table failed; "
         "2 bad configuration; 130 interrupted (Ctrl-C, SIGINT); 143 stopped by SIGTERM (cron, systemd, docker stop).")
     parser.add_argument("--version", action="version", version=f"websync {package_version()}")
-    commands = parser.add_subparsers(dest="mode", metavar="{sync,export,status,diff}")
+    commands = parser.add_subparsers(dest="mode", metavar="{sync,export,status,diff,undo}")
     sync = commands.add_parser("sync", parents=[common, tables], help="export the rows prod lacks and insert them "
                                "(default)", description="websync_job: per table in FK order, export from dev the rows "
                                "prod lacks and insert them into prod, insert-only.")
     sync.add_argument("--dry-run", action="store_true", help="read both sides and say per table what would be "
                       "inserted, skipped and sent; write nothing to prod and run no Dagster job")
+    sync.add_argument("--update-newer", action="append", metavar="TABLE[:COLUMN]",
+                      help="also update the prod rows of TABLE whose version COLUMN (default updated_at) dev has "
+                      "newer, their before-images kept for undo (repeatable; replaces WEBSYNC_UPDATE_NEWER)")
+    undo = commands.add_parser("undo", parents=[common], help="take back what a run did to prod",
+                               description="undo_job: restore the rows a run updated and delete the rows it inserted, "
+                               "only where prod still holds them as that run left them; itself a run, so it can be "
+                               "undone.")
+    undo.add_argument("run_id", help="the run to undo (websync's final line and the Dagster UI show run ids)")
+    undo.add_argument("--dry-run", action="store_true", help="say per table what would be restored, deleted and left "
+                      "alone; write nothing and run no Dagster job")
     commands.add_parser("export", parents=[common, tables], help="every row of every table to CSV, no prod needed",
                         description="export_job: every row and column of each table to CSV under WEBSYNC_EXPORT_DIR.")
     commands.add_parser("status", parents=[common], help="prod's row counts and crawl sources",
@@ -97,4 +107,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(normalised(argv, parser))
     args.dry_run = getattr(args, "dry_run", False)
     args.tables = getattr(args, "tables", None)
+    args.update_newer = getattr(args, "update_newer", None)
+    args.run_id = getattr(args, "run_id", None)
     return args

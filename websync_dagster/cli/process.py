@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stop_signals_noted() as noted:
         try:
             code = run(args.mode, env_file=args.env_file, quiet=args.quiet, debug=args.debug, as_json=args.json,
-                       tables=args.tables, dry_run_only=args.dry_run, own_process=own_process, view=view)
+                       tables=args.tables, dry_run_only=args.dry_run, own_process=own_process, view=view,
+                       update_newer=args.update_newer, run_id=args.run_id)
         except KeyboardInterrupt:  # outside the job (inside, it is the interrupted table's failure)
             view.error("interrupted")
             code = INTERRUPTED

@@ -40,13 +40,19 @@ def summary_rows(mode: str, result: ExecuteInProcessResult, *, full: bool = Fals
         if mode == "export":
             return [{"table": t, "rows": m["rows"], "MB": round(m["bytes"] / 1e6, 2), "path": m["export_path"]}
                     for t, m in materialized]
+        updates = any(m.get("update_newer") for _, m in materialized)
         return [
             {"table": table, "prod before": m["prod_rows_before"], "prod after": m["prod_rows_after"],
-             "inserted": m["inserted"], "already present": m["already_present"],
+             "inserted": m["inserted"], **({"updated": m["updated"], "prod newer kept": m.get("prod_newer_kept", 0)}
+                                           if updates else {}),
+             "already present": m["already_present"],
              "skipped (other key)": m["skipped_other_key"], "rejected": m["rejected"],
              "MB": round(m["bytes"] / 1e6, 2), "s": m["seconds"], "mode": m["mode"]}
             for table, m in materialized
         ]
+    if mode == "undo":
+        rows = result.output_for_node("undo_run") if result.success else []
+        return rows if full else [{**r, "reasons": "; ".join(r["reasons"])} for r in rows]
     if mode == "status":
         counts = result.output_for_node("prod_status") if result.success else {}
         rows = [{"table": t, "prod rows": n} for t, n in counts.items()]

@@ -23,10 +23,14 @@ from websync_dagster.defs.code_location import code_location_tags
 from websync_dagster.defs.instance import open_instance
 from websync_dagster.defs.pool_wait import WaitInterrupted, WaitTimeout, wait_for_pools
 from websync_dagster.defs.run_processes import run_tags
+from websync_dagster.defs.undo import UNDO_OP
+from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.dry_run import dry_run
 from websync_dagster.engine.run import run_diff
+from websync_dagster.engine.run_id import new_run_id
+from websync_dagster.engine.undo.apply import undo_run
 
-JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job"}
+JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job", "undo": "undo_job"}
 DEFAULT_ENV_FILE = ".env"
 
 
@@ -39,25 +43,29 @@ def env_file_to_read(env_file: str | None) -> str | None:
     return env_file
 
 
-def prepare(mode: str, env_file: str | None, tables: str | None) -> tuple[Settings, LocationOptions]:
-    """The run's settings and the code location's options, loaded once, ``--tables`` winning over WEBSYNC_TABLES:
-    the job is built from them (``run_job``), nothing reads the environment after."""
+def prepare(mode: str, env_file: str | None, tables: str | None,
+            update_newer: list[str] | None = None) -> tuple[Settings, LocationOptions]:
+    """The run's settings and the code location's options, loaded once, ``--tables`` winning over WEBSYNC_TABLES
+    and ``--update-newer`` over WEBSYNC_UPDATE_NEWER: the job is built from them (``run_job``), nothing reads the
+    environment after."""
     path = env_file_to_read(env_file)
-    overrides = {"WEBSYNC_TABLES": ",".join(parse_tables(tables))} if tables is not None else None
+    overrides = {"WEBSYNC_TABLES": ",".join(parse_tables(tables))} if tables is not None else {}
+    if update_newer is not None:
+        overrides["WEBSYNC_UPDATE_NEWER"] = ",".join(update_newer)
     options = load_location_options(env_file=path, overrides=overrides)
     return load_settings(env_file=path, require_prod=mode != "export", overrides=overrides), options
 
 
 def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: bool = False, as_json: bool = False,
         tables: str | None = None, dry_run_only: bool = False, own_process: bool = False,
-        view: MessageView | None = None) -> int:
+        view: MessageView | None = None, update_newer: list[str] | None = None, run_id: str | None = None) -> int:
     """Run one mode's job (or the dry run); return the process exit code. ``own_process``: the run is what
     this process is for (``main`` with the process's own command line): the heap built until the instance
     is open is frozen (``collector_paused``). ``view``: where the messages go (a new one on stderr unless
     given), attached to stderr for the run."""
     with (view or MessageView()).attached(sys.stderr) as shown:
         try:
-            settings, options = prepare(mode, env_file, tables)
+            settings, options = prepare(mode, env_file, tables, update_newer)
         except SyncError as exc:
             shown.error(str(exc))
             return BAD_CONFIG
@@ -65,6 +73,8 @@ def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: b
         if not quiet:
             where = ", ".join(f"{k}={v}" for k, v in settings.describe().items())
             shown.say(f"{mode}{' --dry-run' if dry_run_only else ''}: {where}")
+        if dry_run_only and mode == "undo":
+            return run_undo_dry(settings, run_id or "", as_json, redact, shown)
         if dry_run_only:
             return run_dry(settings, as_json, redact, shown)
         with collector_paused(then_freeze=own_process):  # a test's process would keep its garbage frozen
@@ -74,11 +84,11 @@ def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: b
                 for line in left_out_dependencies(settings, home):
                     shown.say(f"note: {line}")
             return run_job(mode, settings, options, instance, home, shown, quiet=quiet, debug=debug,
-                           as_json=as_json)
+                           as_json=as_json, undo_of=run_id)
 
 
 def run_job(mode: str, settings: Settings, options: LocationOptions, instance: DagsterInstance, home: Path,
-            view: MessageView, *, quiet: bool, debug: bool, as_json: bool) -> int:
+            view: MessageView, *, quiet: bool, debug: bool, as_json: bool, undo_of: str | None = None) -> int:
     """The mode's job, built with the CLI's settings and options (the code location's definitions, with what the
     CLI loaded), run on the instance once no other run holds its pools; the table and the errors printed."""
     definitions = build_definitions(options, settings)
@@ -97,7 +107,8 @@ def run_job(mode: str, settings: Settings, options: LocationOptions, instance: D
             result = job_for_cli(job, debug, view).execute_in_process(
                 instance=instance,
                 raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}},
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}},
+                            **({"ops": {UNDO_OP: {"config": {"run_id": undo_of}}}} if mode == "undo" else {})},
                 tags={"websync/cli": mode, **run_tags(),
                       **code_location_tags(definitions.get_repository_def().name)},
                 run_id=claim.run_id,
@@ -127,6 +138,19 @@ def run_dry(settings: Settings, as_json: bool, redact: Redactor, view: MessageVi
         for warning in t.warnings:
             view.say(f"{t.table}: {warning}")
     return FAILED if any(t.would_fail for t in tables) else 0
+
+
+def run_undo_dry(settings: Settings, run_id: str, as_json: bool, redact: Redactor, view: MessageView) -> int:
+    """``undo RUN_ID --dry-run``: what undo would do, per table, and the rows it would leave alone; no Dagster run."""
+    try:
+        with SyncContext(settings) as ctx:
+            tables = undo_run(ctx, run_id, undo_run_id=new_run_id(), dry_run=True)
+    except SyncError as exc:
+        view.error(redact(str(exc)))
+        return FAILED
+    print_rows([{**t.to_dict(), "reasons": "; ".join(t.to_dict()["reasons"])} if not as_json else
+                {**t.to_dict(), "left": t.left} for t in tables], as_json, redact)
+    return 0
 
 
 def left_out_dependencies(settings: Settings, home: Path) -> list[str]:

@@ -161,7 +161,8 @@ def _table_results(context: AssetExecutionContext, run: TableRun, ctx: SyncConte
     outcome, key = run.load, prod_key(table)
     yield MaterializeResult(
         asset_key=key,
-        metadata=metadata.load_metadata(outcome, ctx.transport.describe(), reexported=run.reexported),
+        metadata=metadata.load_metadata(outcome, ctx.transport.describe(), reexported=run.reexported,
+                                         update=run.update),
         check_results=[
             metadata.landed_check(outcome, key, LANDED_CHECK),
             metadata.rejects_check(outcome, key, NO_REJECTS_CHECK),

@@ -8,6 +8,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValu
 
 from websync_dagster.engine.export import ExportResult
 from websync_dagster.engine.export_load import LoadOutcome
+from websync_dagster.engine.update.units import UpdateResult
 
 
 def export_metadata(result: ExportResult) -> dict[str, Any]:
@@ -27,8 +28,33 @@ def export_metadata(result: ExportResult) -> dict[str, Any]:
     }
 
 
-def load_metadata(outcome: LoadOutcome, transport: str, *, reexported: bool = False) -> dict[str, Any]:
-    """``reexported``: the load was selected without its export, which was run again first."""
+def update_metadata(update: UpdateResult | None) -> dict[str, Any]:
+    """What the newer-wins update path did (a table opted in by WEBSYNC_UPDATE_NEWER); ``updated`` 0 otherwise."""
+    if update is None:
+        return {"updated": 0, "update_newer": False}
+    data: dict[str, Any] = {
+        "update_newer": True,
+        "version_column": update.version,
+        "updated": update.updated,
+        "newer_in_dev": update.newer_in_dev,
+        "prod_newer_kept": update.prod_newer_kept,
+        "update_left_unchanged": update.left_unchanged,
+        "update_rejected": update.rejected,
+        "update_skipped_by_key": MetadataValue.json(update.skipped),
+        "update_commits": update.commits,
+        "update_seconds": update.seconds,
+    }
+    if update.before_image_file:
+        data["before_image_file"] = MetadataValue.path(update.before_image_file)
+    if update.reject_file:
+        data["update_reject_file"] = MetadataValue.path(update.reject_file)
+    return data
+
+
+def load_metadata(outcome: LoadOutcome, transport: str, *, reexported: bool = False,
+                  update: UpdateResult | None = None) -> dict[str, Any]:
+    """``reexported``: the load was selected without its export, which was run again first; ``update``: what the
+    newer-wins update path did after the inserts (None: the table is insert-only)."""
     result, plan = outcome.result, outcome.plan
     rate = round(result.shipped / result.seconds) if result.seconds else 0
     data: dict[str, Any] = {
@@ -63,6 +89,9 @@ def load_metadata(outcome: LoadOutcome, transport: str, *, reexported: bool = Fa
         data["wire_bytes_sent"] = result.wire_bytes
     if result.reject_file:
         data["reject_file"] = MetadataValue.path(result.reject_file)
+    if result.manifest_file:
+        data["manifest_file"] = MetadataValue.path(result.manifest_file)
+    data.update(update_metadata(update))
     if result.fallback_reason:
         data["fast_path_refused"] = result.fallback_reason
     return data

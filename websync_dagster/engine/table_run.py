@@ -68,6 +68,7 @@ def run_table(
         if run.load is not None and run.load.plan.version is not None:
             run.update = UpdateResult(table=table, version=run.load.plan.version)
             run_update(ctx, run.load.plan, run.update, run_id, report)
+            run.load.result.manifest_file = ctx.run_files(run_id).manifest_file()
     elif exported:
         run.export = run_export(ctx, table, scope=scope, run_id=run_id, report=report)
         if loaded:  # a full export: refused with the reason
