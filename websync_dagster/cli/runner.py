@@ -128,7 +128,11 @@ def run_dry(settings: Settings, as_json: bool, redact: Redactor, view: MessageVi
     if as_json:
         print_rows([t.to_dict() for t in tables], True, redact)
     else:
-        print_rows([{"table": t.table, "would insert": t.would_insert, "already present": t.already_present,
+        updates = any(t.would_update is not None for t in tables)
+        print_rows([{"table": t.table, "would insert": t.would_insert,
+                     **({"would update": t.would_update or 0, "prod newer kept": t.prod_newer_kept or 0}
+                        if updates else {}),
+                     "already present": t.already_present,
                      "skipped (other key)": sum(t.skipped_by_key.values()), "MB": round(t.bytes / 1e6, 2),
                      "MB on an SSH link": round(t.bytes_compressed / 1e6, 2), "would fail": t.would_fail or ""}
                     for t in tables], False, redact)

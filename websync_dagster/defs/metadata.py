@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+)
 
 from websync_dagster.engine.export import ExportResult
 from websync_dagster.engine.export_load import LoadOutcome
@@ -44,6 +52,12 @@ def update_metadata(update: UpdateResult | None) -> dict[str, Any]:
         "update_commits": update.commits,
         "update_seconds": update.seconds,
     }
+    if update.changes.rows:
+        changes = update.changes.to_dict()
+        data["update_changes"] = MetadataValue.table(
+            records=[TableRecord({"column": c, "rows": n}) for c, n in changes["columns"].items()],
+            schema=TableSchema(columns=[TableColumn("column", "string"), TableColumn("rows", "int")]))
+        data["update_columns_together"] = MetadataValue.json(changes["together"])
     if update.before_image_file:
         data["before_image_file"] = MetadataValue.path(update.before_image_file)
     if update.reject_file:

@@ -30,6 +30,8 @@ def diff_observations(diffs: list[TableDiff]) -> list[AssetObservation]:
                 "missing_in_prod": d.missing_in_prod,
                 "only_in_prod": d.only_in_prod,
                 "changed": d.changed,
+                **({"newer_in_dev": d.newer_in_dev, "newer_in_prod": d.newer_in_prod,
+                    "same_version_differs": d.same_version_differs} if d.newer_in_dev is not None else {}),
                 "diff_queries_per_side": d.queries,
                 "diff_ids_compared": d.ids_compared,
                 "diff": MetadataValue.md(markdown_table(diff_rows([d]))),

@@ -29,7 +29,7 @@ from websync_dagster.engine.run import run_diff
 
 
 def drift_key(diffs: list[TableDiff]) -> str:
-    figures = [(d.table, d.dev_rows, d.prod_rows, d.missing_in_prod) for d in diffs]
+    figures = [(d.table, d.dev_rows, d.prod_rows, d.missing_in_prod, d.newer_in_dev) for d in diffs]
     return hashlib.sha256(json.dumps(figures).encode()).hexdigest()[:16]
 
 
@@ -42,7 +42,8 @@ def build_diff_sensor(websync_job: AssetJob, interval_s: int) -> SensorDefinitio
         minimum_interval_seconds=interval_s,
         default_status=DefaultSensorStatus.STOPPED,
         description="Compares dev and prod per table (checksum bisection) and records the drift on each "
-        "<table>/prod_upserted; with WEBSYNC_DIFF_AUTO_SYNC=1, launches websync_job when rows are missing in prod.",
+        "<table>/prod_upserted; with WEBSYNC_DIFF_AUTO_SYNC=1, launches websync_job when rows are missing in prod "
+        "(or newer in dev, in a table opted in to newer-wins updates).",
     )
     def dev_prod_diff_sensor(context: SensorEvaluationContext, websync: WebsyncResource) -> SensorResult:
         return evaluate_diff(context, websync)
@@ -51,7 +52,8 @@ def build_diff_sensor(websync_job: AssetJob, interval_s: int) -> SensorDefinitio
 
 
 def evaluate_diff(context: SensorEvaluationContext, websync: WebsyncResource) -> SensorResult:
-    """One tick: the diff as observations and a message; a run request when auto-sync is on and rows are missing."""
+    """One tick: the diff as observations and a message; a run request when auto-sync is on and rows are missing in
+    prod, or newer in dev in a table opted in to newer-wins updates (WEBSYNC_UPDATE_NEWER)."""
     try:
         settings = websync.settings()
         diffs = run_diff(settings, cache_dir=diff_cache_dir(context.instance))
@@ -63,7 +65,7 @@ def evaluate_diff(context: SensorEvaluationContext, websync: WebsyncResource) ->
     context.log.info(summary)
     key = drift_key(diffs)
     cursor = json.dumps({"drift": key, "figures": [d.to_dict() for d in diffs]})
-    missing = sum(d.missing_in_prod for d in diffs)
+    missing = sum(d.missing_in_prod + (d.newer_in_dev or 0) for d in diffs)
     if settings.diff_auto_sync and missing:
         return SensorResult(
             run_requests=[RunRequest(run_key=f"drift-{key}", tags={"websync/trigger": "dev_prod_diff_sensor"})],

@@ -14,7 +14,7 @@ A tick with nothing changed then reads the heaps and none of the large texts: on
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 from psycopg import sql
@@ -51,13 +51,27 @@ class TableDiff:
     queries: int = 0  # per side
     ids_compared: int = 0  # (id, hash) pairs fetched from each side, at most
     rehashed_buckets: int = 0  # top buckets whose whole rows were hashed, both sides (all without a cache)
+    #: of the rows changed, those whose version dev holds newer, prod holds newer, or both the same (a table opted
+    #: in to newer-wins updates; None for the others: their version is not compared)
+    newer_in_dev: int | None = None
+    newer_in_prod: int | None = None
+    same_version_differs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
+        split = "" if self.newer_in_dev is None else (
+            f" ({self.newer_in_dev} newer in dev, {self.newer_in_prod} newer in prod, {self.same_version_differs} "
+            "same version)")
         return (f"{self.table}: {self.missing_in_prod} missing in prod, {self.only_in_prod} only in prod, "
-                f"{self.changed} changed")
+                f"{self.changed} changed{split}")
+
+    def with_versions(self, newer_in_dev: int, newer_in_prod: int) -> TableDiff:
+        """The changed rows split by version (every row whose version differs has changed: the version is one of
+        the compared columns; the rest of the changed rows have the same version on both sides)."""
+        return replace(self, newer_in_dev=newer_in_dev, newer_in_prod=newer_in_prod,
+                       same_version_differs=max(self.changed - newer_in_dev - newer_in_prod, 0))
 
     @property
     def in_sync(self) -> bool:

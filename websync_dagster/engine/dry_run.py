@@ -27,6 +27,8 @@ from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.export import ExportResult
 from websync_dagster.engine.export_load import run_export
 from websync_dagster.engine.run_id import new_run_id
+from websync_dagster.engine.update.candidates import find_newer
+from websync_dagster.engine.update.change_report import change_report
 
 #: zlib level of the SSH transports' compression (what the estimate of bytes on the link uses)
 LINK_ZLIB_LEVEL = 1
@@ -38,6 +40,11 @@ class DryRunTable:
     would_insert: int = 0
     already_present: int = 0
     skipped_by_key: dict[str, int] = field(default_factory=dict)
+    #: a table opted in to newer-wins updates: rows dev holds newer (would be updated), rows prod holds newer (kept),
+    #: and per column how many of the rows to update change it (engine/update/change_report.py); None otherwise
+    would_update: int | None = None
+    prod_newer_kept: int | None = None
+    change_report: dict[str, Any] | None = None
     bytes: int = 0
     bytes_compressed: int = 0
     would_fail: str | None = None
@@ -80,6 +87,10 @@ def dry_run(settings: Settings, tables: Sequence[str] | None = None) -> list[Dry
             row.dev_only_columns, row.prod_only_columns = list(plan.dev_only), list(plan.prod_only)
             row.warnings = list(plan.warnings)
             _fill(row, run_export(ctx, table, scope="delta", run_id=run_id))
+            if plan.version is not None:
+                newer = find_newer(ctx.dev, ctx.prod, plan)
+                row.would_update, row.prod_newer_kept = len(newer.ids), newer.prod_newer
+                row.change_report = change_report(ctx.dev, ctx.prod, plan, newer.ids)
             blocked = [d for d in DECLARED_DEPS.get(table, ()) if d in not_landing]
             if blocked:
                 row.would_fail = f"not loaded: {', '.join(blocked)} would not land in prod"

@@ -21,6 +21,7 @@ from websync_dagster.engine.outcome import outcome_events
 from websync_dagster.engine.run_id import checked_run_id
 from websync_dagster.engine.status import prod_counts, web_sources_detail
 from websync_dagster.engine.table_run import TableRun, run_table
+from websync_dagster.engine.update.candidates import find_newer
 from websync_dagster.transport.direct import PsycopgSession
 
 
@@ -43,6 +44,8 @@ def run_tables(
     file the run writes has ``run_id`` in its name (Dagster's run id; None: a new one).
     """
     run_id = checked_run_id(run_id)
+    if load:
+        ctx.run_files(run_id).start()
     not_landed: list[str] = []
     for table in [t for t in ctx.settings.tables if t in export or t in load]:
         run = TableRun(table)
@@ -84,4 +87,11 @@ def run_diff(target: Settings | SyncContext, cache_dir: Path | None = None) -> l
     cache = DiffCache(cache_dir) if cache_dir is not None else None
     with context_for(target) as ctx:
         dev_session = PsycopgSession(ctx.dev)
-        return [diff_table(dev_session, ctx.prod, plan, cache) for plan in ctx.plans().values()]
+        diffs = []
+        for plan in ctx.plans().values():
+            diff = diff_table(dev_session, ctx.prod, plan, cache)
+            if plan.version is not None:  # a table opted in to newer-wins updates: its changed rows by version
+                newer = find_newer(ctx.dev, ctx.prod, plan)
+                diff = diff.with_versions(len(newer.ids), newer.prod_newer)
+            diffs.append(diff)
+        return diffs

@@ -71,6 +71,13 @@ class RunFiles:
     def before(self, table: str) -> Path:
         return before_path(self.export_dir, table, self.run_id)
 
+    def start(self) -> None:
+        """Create the run's manifest, empty: every run that loads has one (undo of a run that changed nothing has
+        nothing to do, rather than no manifest to read)."""
+        if not self.manifest.exists():
+            self.manifest.parent.mkdir(parents=True, exist_ok=True)
+            self.manifest.touch()
+
     def keep_before_images(self, table: str, images: Iterable[Mapping[str, Any]]) -> None:
         """Write (and fsync) the before-images ``{"id", "hash", "row"}`` of rows about to be changed: a unit whose
         images cannot be written is not sent (the error says so)."""

@@ -5,6 +5,7 @@ never touched, and a table not opted in sees no UPDATE (prod's guard refuses any
 from __future__ import annotations
 
 import json
+import os
 
 import psycopg
 
@@ -139,3 +140,60 @@ def test_undo_deletes_what_a_run_inserted_and_restores_what_it_updated_and_undo_
     assert (redone["web_files"].inserted, redone["web_files"].restored) == (2, 3)
     with sync_env.prod() as prod:
         assert checksum(prod, "web_files") == synced["web_files"]
+
+
+# --- what the dry run, the diff and the planning say -----------------------------------------------------
+
+def test_the_dry_run_counts_would_update_with_a_change_report_and_the_diff_splits_changed_by_version(sync_env):
+    from websync_dagster.engine.dry_run import dry_run
+    from websync_dagster.engine.run import run_diff
+
+    sync_all(sync_env.settings())
+    with sync_env.dev() as dev:
+        pages = ids_of(dev, "web_pages", 5)
+        recrawl(dev, "web_pages", pages[:3], "extracted_text", "re-crawled ")
+    edit_in_prod(sync_env.prod_url, "web_pages", pages[3:], "title", "edited in prod ")
+    with sync_env.prod() as prod:
+        before = table_snapshot(prod, "web_pages")
+    settings = sync_env.settings(WEBSYNC_UPDATE_NEWER="web_pages")
+    (row,) = [t for t in dry_run(settings) if t.table == "web_pages"]
+    assert (row.would_update, row.prod_newer_kept) == (3, 2)
+    assert row.change_report["rows"] == 3
+    assert row.change_report["columns"]["extracted_text"] == 3 and row.change_report["columns"]["updated_at"] == 3
+    assert "title" not in row.change_report["columns"]
+    (diff,) = [d for d in run_diff(settings) if d.table == "web_pages"]
+    assert (diff.newer_in_dev, diff.newer_in_prod) == (3, 2) and diff.changed >= 5
+    assert diff.same_version_differs == diff.changed - 5
+    with sync_env.prod() as prod:
+        assert table_snapshot(prod, "web_pages") == before  # neither wrote anything
+    (plain,) = [d for d in run_diff(sync_env.settings()) if d.table == "web_pages"]
+    assert plain.newer_in_dev is None and "newer in dev" not in plain.summary()
+
+
+def test_a_version_column_missing_or_not_ordered_stops_only_that_table_with_one_line(sync_env):
+    sync_all(sync_env.settings())
+    _, runs = _sync(sync_env.settings(WEBSYNC_UPDATE_NEWER="web_pages:no_such_column,web_files:url"))
+    assert str(runs["web_pages"].error) == ("web_pages: WEBSYNC_UPDATE_NEWER: the version column no_such_column is "
+                                            "not in dev's web_pages: no row of it was updated (name another column, "
+                                            "or leave web_pages out)")
+    assert "the version column url is text, which does not order versions" in str(runs["web_files"].error)
+    assert runs["web_sources"].error is None and runs["knowledge_base"].error is None
+
+
+def test_a_sync_with_nothing_newer_does_not_import_pandas(sync_env):
+    import subprocess
+    import sys
+
+    sync_all(sync_env.settings())
+    program = (
+        "import sys\n"
+        "from websync_dagster.core.settings import load_settings\n"
+        "from websync_dagster_tests.helpers import sync_all\n"
+        "sync_all(load_settings(env_file=None))\n"
+        "print('pandas' in sys.modules)\n")
+    env = {**sync_env.env, "WEBSYNC_UPDATE_NEWER": "web_pages,knowledge_base", "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=str(sync_env.export_dir.parent))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

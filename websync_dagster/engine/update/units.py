@@ -21,6 +21,7 @@ from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.run_files import RunFiles
 from websync_dagster.engine.update.candidates import find_newer
+from websync_dagster.engine.update.change_report import ChangeCounts, dev_images, reported_columns
 from websync_dagster.engine.update.steps import before_images, update_steps
 from websync_dagster.transport.base import ProdSession
 
@@ -48,6 +49,8 @@ class UpdateResult:
     skipped: dict[str, int] = field(default_factory=dict)
     reject_file: str | None = None
     before_image_file: str | None = None
+    #: per column, how many of the updated rows it changed (update/change_report.py)
+    changes: ChangeCounts = field(default_factory=ChangeCounts)
     commits: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -98,6 +101,11 @@ def update_newer(dev: psycopg.Connection, session: ProdSession, plan: TablePlan,
                                                            lambda expected=expected: [expected],
                                                            with_content=rejects.content_budget))
         updated = results.rows("updated")
+        if updated:
+            columns = reported_columns(plan)
+            done = {u["id"] for u in updated}
+            result.changes.add(dev_images(dev, plan, sorted(done), columns),
+                               {i["id"]: i["row"] for i in images if i["id"] in done}, columns)
         result.commits += 1
         result.bytes += len(rows)
         files.record(plan.table, "updated", [{**u, "before": hashes.get(u["id"])} for u in updated])
