@@ -82,6 +82,8 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
     results = {t: UndoTable(t, dry_run=dry_run) for t in order}
     errors: list[TableSyncError] = []
     phases = [(reversed(order), ("inserted",)), (order, ("updated", "deleted"))]
+    #: table -> ids this undo deletes (a dry run: would delete); a reference from one of them does not count
+    deleting: dict[str, set[str]] = {}
     for tables, ops in phases:
         for table in list(tables):
             entries = [e for e in by_table[table] if e.op in ops]
@@ -89,9 +91,10 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
                 continue
             try:
                 images = read_before_images(export_dir, table, run_id)
-                refs = [Reference(**r) for r in ctx.prod.query(references_query(catalog[table]))]
+                refs = [Reference(**r, key=catalog[r["table"]].primary_key[0] if r["table"] in catalog else None)
+                        for r in ctx.prod.query(references_query(catalog[table]))]
                 for unit in _chunks(entries, UNIT_ROWS):
-                    _undo_unit(ctx, catalog[table], refs, unit, images, results[table], files)
+                    _undo_unit(ctx, catalog[table], refs, unit, images, results[table], files, deleting)
             except SyncError as exc:
                 errors.append(exc if isinstance(exc, TableSyncError) else TableSyncError(table, str(exc)))
             except Exception as exc:  # prod refused: this table stops, the others go on
@@ -109,7 +112,7 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
 
 
 def _undo_unit(ctx: SyncContext, info: TableInfo, refs: list[Reference], entries: Sequence[Entry],
-               images: dict, result: UndoTable, files: RunFiles | None) -> None:
+               images: dict, result: UndoTable, files: RunFiles | None, deleting: dict[str, set[str]]) -> None:
     ids = [e.id for e in entries]
     prod = ctx.prod
     now = {r["id"]: r for r in prod.run_transaction(rows_now(info, ids)).rows("now")}
@@ -117,9 +120,10 @@ def _undo_unit(ctx: SyncContext, info: TableInfo, refs: list[Reference], entries
     if refs and any(e.op == "inserted" for e in entries):
         found = prod.run_transaction(referencing(info, refs, ids))
         for rows in found.values():
-            referenced.update({r["id"]: r["by"] for r in rows})
+            referenced.update({r["id"]: r["by"] for r in rows if r["row"] not in deleting.get(r["by"], set())})
     decisions = decide(entries, {i: r["hash"] for i, r in now.items()}, images, referenced)
     result.left.update(decisions.left)
+    deleting.setdefault(info.name, set()).update(a.id for a in decisions.actions if a.action == "delete")
     if files is None:
         for action in decisions.actions:
             _count(result, action.action)

@@ -66,7 +66,7 @@ def decide(entries: Sequence[Entry], now: Mapping[str, str], images: Mapping[tup
             out.left[entry.id] = "changed in prod since the run"
         elif entry.op == "inserted":
             if entry.id in referenced:
-                out.left[entry.id] = f"referenced by a {referenced[entry.id]} row the run did not insert"
+                out.left[entry.id] = f"referenced by a {referenced[entry.id]} row that stays in prod"
             else:
                 out.actions.append(Action("delete", entry.id, entry.hash))
         else:

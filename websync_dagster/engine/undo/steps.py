@@ -42,6 +42,8 @@ class Reference:
     schema: str
     table: str
     column: str
+    #: the referencing table's key column, when the run's manifest names that table (its rows may be undone too)
+    key: str | None = None
 
     @property
     def name(self) -> sql.Identifier:
@@ -59,10 +61,12 @@ def references_query(info: TableInfo) -> sql.Composed:
 
 
 def referencing(info: TableInfo, refs: Sequence[Reference], ids: Sequence[str]) -> list[Query]:
-    """Per foreign key onto the table, the ids of ``ids`` that a prod row references (``ref_<n>``: ``id``, ``by``)."""
-    return [Query(f"ref_{n}", sql.SQL("SELECT DISTINCT o.{c}::text AS id, {by} AS by FROM {o} AS o "
+    """Per foreign key onto the table, the ids of ``ids`` that a prod row references (``ref_<n>``: ``id``, ``by``: the
+    referencing table, ``row``: the referencing row's key when ``Reference.key`` is known)."""
+    return [Query(f"ref_{n}", sql.SQL("SELECT DISTINCT o.{c}::text AS id, {by} AS by, {row} AS row FROM {o} AS o "
                                       "WHERE o.{c} = ANY({ids})").format(
-        c=sql.Identifier(ref.column), by=sql.Literal(ref.table), o=ref.name, ids=_ids(info, ids)))
+        c=sql.Identifier(ref.column), by=sql.Literal(ref.table), o=ref.name, ids=_ids(info, ids),
+        row=sql.SQL("o.{}::text").format(sql.Identifier(ref.key)) if ref.key else sql.SQL("NULL::text")))
         for n, ref in enumerate(refs)]
 
 
