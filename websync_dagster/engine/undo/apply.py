@@ -105,7 +105,10 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
         if files is not None:
             result.before_image_file = files.before_file(result.table)
         if report is not None:
-            report(Note(f"undo {run_id}: {result.table}: {result.to_dict()}"))
+            verb = "would be " if dry_run else ""
+            report(Note(f"undo of {run_id}: {result.table}: {result.deleted} rows {verb}deleted, {result.restored} "
+                        f"{verb}restored, {result.inserted} {verb}inserted again, {len(result.left)} left alone"
+                        + (f" ({'; '.join(sorted(set(result.left.values())))})" if result.left else "")))
     if errors:
         raise errors[0]
     return [results[t] for t in order]
