@@ -52,7 +52,8 @@ def summary_rows(mode: str, result: ExecuteInProcessResult, *, full: bool = Fals
         ]
     if mode == "undo":
         rows = result.output_for_node("undo_run") if result.success else []
-        return rows if full else [{**r, "reasons": "; ".join(r["reasons"])} for r in rows]
+        return rows if full else [{**{k: v for k, v in r.items() if k != "left"}, "reasons": "; ".join(r["reasons"])}
+                                  for r in rows]
     if mode == "status":
         counts = result.output_for_node("prod_status") if result.success else {}
         rows = [{"table": t, "prod rows": n} for t, n in counts.items()]

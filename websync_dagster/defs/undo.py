@@ -42,14 +42,15 @@ def build_undo_job() -> JobDefinition:
         with as_failure(websync):
             tables = undo_run(websync.sync_context(), config.run_id, undo_run_id=context.run_id,
                               dry_run=config.dry_run, report=to_log(context.log))
-        rows = [t.to_dict() for t in tables]
+        rows = [{**t.to_dict(), "left": t.left} for t in tables]
         left = [{"table": t.table, "id": i, "why": why} for t in tables for i, why in sorted(t.left.items())]
         files = {t.table: t.before_image_file for t in tables if t.before_image_file}
         manifest = websync.sync_context().run_files(context.run_id).manifest_file()
         return Output(rows, metadata={
             "undone_run": config.run_id,
             "dry_run": config.dry_run,
-            "undo": MetadataValue.md(markdown_table([{k: v for k, v in r.items() if k != "reasons"} for r in rows])),
+            "undo": MetadataValue.md(markdown_table([t.to_dict() | {"reasons": "; ".join(t.to_dict()["reasons"])}
+                                                     for t in tables])),
             "left_alone": MetadataValue.md(markdown_table(left[:200])) if left else "none",
             "before_image_files": MetadataValue.json(files),
             "manifest_file": manifest or "",
