@@ -8,7 +8,9 @@ import time
 from websync_dagster.core.errors import SyncError
 from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.events import EventSink, Note, Reconnecting
+from websync_dagster.engine.export_load import REJECT_SUBDIR
 from websync_dagster.engine.failure import UnitFailed, internal_error, is_bug, link_reason, reason
+from websync_dagster.engine.load import REJECT_ROWS_WITH_CONTENT
 from websync_dagster.engine.load.rejects import RejectFile
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.update.units import UpdateResult, update_newer
@@ -16,9 +18,6 @@ from websync_dagster.engine.update.units import UpdateResult, update_newer
 #: as the inserts' (engine/table_run.py)
 RECONNECT_ATTEMPTS = 3
 RECONNECT_PAUSE_S = 1.0
-REJECT_SUBDIR = "rejects"
-#: rejected rows of a table's updates whose row content is kept (as the inserts')
-REJECT_ROWS_WITH_CONTENT = 20_000
 
 
 def run_update(ctx: SyncContext, plan: TablePlan, result: UpdateResult, run_id: str, report: EventSink | None) -> None:
