@@ -34,6 +34,7 @@ def test_sync_update_newer_then_undo_dry_run_then_undo(sync_env, tmp_path):
     assert synced.returncode == 0, synced.stderr
     rows = {r["table"]: r for r in json.loads(synced.stdout)}
     assert rows["web_files"]["updated"] == 2 and rows["web_files"]["before_image_file"].endswith(".jsonl")
+    assert {r["column"]: r["rows"] for r in rows["web_files"]["update_changes"]}["text_content"] == 2
     assert rows["web_pages"]["updated"] == 0 and rows["web_pages"]["update_newer"] is False
     run_id = rows["web_files"]["manifest_file"].rsplit("/", 1)[1].removesuffix(".jsonl")
     with sync_env.prod() as prod:

@@ -20,13 +20,21 @@ if TYPE_CHECKING:
     from dagster import ExecuteInProcessResult
 
 
+def _plain(value: Any) -> Any:
+    """A metadata value as JSON can hold it: a table's records as objects (``update_changes``), else its value."""
+    records = getattr(value, "records", None)
+    if records is not None:
+        return [dict(record.data) for record in records]
+    return value.value
+
+
 def _materializations(result: ExecuteInProcessResult, suffix: str) -> list[tuple[str, dict[str, Any]]]:
     rows = []
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
         path = materialization.asset_key.path
         if path[-1] == suffix:
-            rows.append((path[0], {k: v.value for k, v in materialization.metadata.items()}))
+            rows.append((path[0], {k: _plain(v) for k, v in materialization.metadata.items()}))
     order = {t: i for i, t in enumerate(DEFAULT_TABLES)}
     return sorted(rows, key=lambda r: order.get(r[0], len(order)))
 
