@@ -139,9 +139,9 @@ def _sync(
                 failed.append(problem(websync, run.error, run.table))
                 errors.append(run.error)
             elif run.load is not None and not run.landed:
+                check = metadata.landed_check(run.load, prod_key(run.table), LANDED_CHECK, run.update)
                 failed.append({"table": run.table, "kind": "not_landed", "sqlstate": None,
-                               "error": f"{run.load.result.lost} rows shipped to prod were neither inserted nor "
-                                        f"rejected (check {LANDED_CHECK} failed)"})
+                               "error": f"{check.description} (check {LANDED_CHECK} failed)"})
     if REINDEX_KEY in selected and not failed:
         try:
             yield _reindex(context, websync)
@@ -164,7 +164,7 @@ def _table_results(context: AssetExecutionContext, run: TableRun, ctx: SyncConte
         metadata=metadata.load_metadata(outcome, ctx.transport.describe(), reexported=run.reexported,
                                          update=run.update),
         check_results=[
-            metadata.landed_check(outcome, key, LANDED_CHECK),
+            metadata.landed_check(outcome, key, LANDED_CHECK, run.update),
             metadata.rejects_check(outcome, key, NO_REJECTS_CHECK),
             metadata.dev_columns_check(outcome, key, DEV_COLUMNS_CHECK),
         ],

@@ -49,6 +49,7 @@ def update_metadata(update: UpdateResult | None) -> dict[str, Any]:
         "update_left_unchanged": update.left_unchanged,
         "update_rejected": update.rejected,
         "update_skipped_by_key": MetadataValue.json(update.skipped),
+        "update_lost": update.lost,
         "update_commits": update.commits,
         "update_seconds": update.seconds,
     }
@@ -124,20 +125,28 @@ def rejects_check(outcome: LoadOutcome, asset_key: AssetKey, name: str) -> Asset
     )
 
 
-def landed_check(outcome: LoadOutcome, asset_key: AssetKey, name: str) -> AssetCheckResult:
+def landed_check(outcome: LoadOutcome, asset_key: AssetKey, name: str,
+                 update: UpdateResult | None = None) -> AssetCheckResult:
     """Blocking: every row shipped is in prod now, or was refused with a reason, or prod already had it;
     from the server's own counts (COPY's row count, INSERT ... RETURNING), so a row that a trigger or rule
-    silently dropped fails it."""
+    silently dropped fails it. With ``update`` (a table opted in to newer-wins updates): every row the run meant to
+    update was updated (UPDATE ... RETURNING), refused with a reason, or changed by prod since its before-image."""
     result = outcome.result
+    lost_updates = update.lost if update is not None else 0
+    problems = ([f"{result.lost} rows shipped to prod were neither inserted nor rejected"] if result.lost else []) + (
+        [f"{lost_updates} rows newer in dev were neither updated, nor rejected, nor changed by prod "
+         f"({', '.join(update.lost_ids[:5])})"] if update is not None and lost_updates else [])
     return AssetCheckResult(
         asset_key=asset_key,
         check_name=name,
-        passed=result.lost == 0,
+        passed=not problems,
         severity=AssetCheckSeverity.ERROR,
-        description=("every row shipped is in prod (or rejected with a reason, or already there)" if not result.lost
-                     else f"{result.lost} rows shipped to prod were neither inserted nor rejected"),
+        description="; ".join(problems) or ("every row shipped is in prod (or rejected with a reason, or already "
+                                            "there)" + ("; every row newer in dev updated, rejected or changed by "
+                                                        "prod" if update is not None else "")),
         metadata={"shipped": result.shipped, "inserted": result.inserted, "rejected": result.rejected,
-                  "lost": result.lost},
+                  "lost": result.lost, **({"updated": update.updated, "update_rejected": update.rejected,
+                                           "update_lost": lost_updates} if update is not None else {})},
     )
 
 

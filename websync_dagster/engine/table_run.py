@@ -48,8 +48,9 @@ class TableRun:
 
     @property
     def landed(self) -> bool:
-        """Loaded, with every shipped row accounted for by the server's counts."""
-        return self.load is not None and self.load.result.lost == 0
+        """Loaded, with every shipped row accounted for by the server's counts, and every row to update updated,
+        refused or left as prod changed it (a table opted in to newer-wins updates)."""
+        return self.load is not None and self.load.result.lost == 0 and (self.update is None or self.update.lost == 0)
 
 
 def run_table(

@@ -124,3 +124,34 @@ def test_undo_leaves_alone_a_row_prod_changed_since_and_a_row_a_prod_row_referen
         assert prod.execute("SELECT filename FROM web_files WHERE id = %s", [edited]).fetchone()[0] == \
             "renamed in prod.pdf"
         assert prod.execute("SELECT count(*) FROM web_pages WHERE id = %s", [page]).fetchone()[0] == 1
+
+
+#: a prod rule that silently keeps one row from being updated (a BEFORE UPDATE trigger returning NULL)
+SWALLOW_ONE_UPDATE = """
+CREATE FUNCTION websync_swallow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF OLD.id = '{id}' THEN RETURN NULL; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER websync_swallow BEFORE UPDATE ON web_files FOR EACH ROW EXECUTE FUNCTION websync_swallow();
+"""
+
+
+def test_an_update_prod_silently_swallows_fails_the_blocking_check(sync_env, monkeypatch):
+    from dagster import AssetKey, DagsterInstance
+
+    from websync_dagster.definitions import defs
+
+    sync_all(sync_env.settings())
+    files = _newer_files(sync_env, 3)
+    prod_ddl(sync_env.prod_url, SWALLOW_ONE_UPDATE.format(id=files[1]))
+    monkeypatch.setenv("WEBSYNC_UPDATE_NEWER", "web_files")
+    result = defs().resolve_job_def("websync_job").execute_in_process(
+        instance=DagsterInstance.from_config(str(sync_env.dagster_home)), raise_on_error=False)
+    assert not result.success
+    checks = {(c.asset_key, c.check_name): c for c in result.get_asset_check_evaluations()}
+    landed = checks[(AssetKey(["web_files", "prod_upserted"]), "all_shipped_rows_in_prod")]
+    assert not landed.passed
+    assert landed.description == (f"1 rows newer in dev were neither updated, nor rejected, nor changed by prod "
+                                  f"({files[1]})")
+    assert landed.metadata["update_lost"].value == 1 and landed.metadata["updated"].value == 2

@@ -42,8 +42,12 @@ class UpdateResult:
     updated: int = 0
     #: rows prod holds with a newer version than dev's: never touched
     prod_newer_kept: int = 0
-    #: newer in dev but left: prod changed the row since its before-image, or its shipped columns are dev's already
+    #: newer in dev but left as prod has it: prod changed the row since its before-image (the next run looks again)
     left_unchanged: int = 0
+    #: rows to update that prod neither updated, nor refused, nor changed itself (a trigger or rule swallowed the
+    #: update): 0 unless something silently dropped it; the blocking check fails on it
+    lost: int = 0
+    lost_ids: list[str] = field(default_factory=list)
     rejected: int = 0
     #: unique key name -> rows not updated because the update would clash there with another prod row
     skipped: dict[str, int] = field(default_factory=dict)
@@ -78,6 +82,21 @@ def _expected_csv(images: Sequence[dict]) -> bytes:
 def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(ids), size):
         yield ids[start:start + size]
+
+
+def _explain(session: ProdSession, plan: TablePlan, ids: Sequence[str], hashes: dict[str, str],
+             result: UpdateResult) -> None:
+    """The rows of a unit it did not update, nor refused: prod changed them since their before-image (left as prod
+    has them), or else the update was swallowed (``lost``). Read only for those rows, after the commit."""
+    if not ids:
+        return
+    now = {r["id"]: r["hash"] for r in session.run_transaction(before_images(plan, ids)).rows("before")}
+    for row_id in ids:
+        if now.get(row_id) != hashes.get(row_id):
+            result.left_unchanged += 1
+        else:
+            result.lost += 1
+            result.lost_ids.append(row_id)
 
 
 def update_newer(dev: psycopg.Connection, session: ProdSession, plan: TablePlan, files: RunFiles,
@@ -117,7 +136,8 @@ def update_newer(dev: psycopg.Connection, session: ProdSession, plan: TablePlan,
         rejects.add([{k: r[k] for k in ("id", "reason", "row")} for r in refused])
         result.updated += len(updated)
         result.rejected += len(refused)
-        result.left_unchanged += len(ids) - len(updated) - len(results.rows("rejects"))
+        answered = {u["id"] for u in updated} | {r["id"] for r in results.rows("rejects")}
+        _explain(session, plan, [i for i in ids if i not in answered], hashes, result)
     result.reject_file = str(rejects.path) if rejects.written else None
     result.before_image_file = files.before_file(plan.table)
     result.seconds = round(result.seconds + time.perf_counter() - started, 3)
