@@ -44,7 +44,7 @@ def _data(bench: Bench, factor: float) -> tuple[str, str, str, str, dict[str, in
     with psycopg.connect(dev_url) as dev:
         rows = generate_scaled(dev, factor)
     base = bench.fresh(bench.prod, "base")
-    home = bench.work / "home_base"
+    home = bench.work / f"home_base_{bench.counter}"
     home.mkdir()
     websync(bench, dev_url, base, home)
     inserts = bench.fresh(bench.dev, "ins", template=_name(dev_url))
