@@ -54,7 +54,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 # Sling and dlt side by side with websync (benchmarks/peers.py, docs/BENCHMARKS.md "Peers"), the peers in their own
-# venv, never in websync's: make bench-peers PEERS_ARGS="--scale 1 --json peers.json"
+# venv, never in websync's (psycopg: SQLAlchemy 2.1 reaches postgresql:// URLs through it): make bench-peers
+# PEERS_ARGS="--scale 1 --json peers.json" (default x0.5: ~14 min on 2 cores; x1 is ~25)
 PEERS_VENV := benchmarks/.peers-venv
 PEERS_STAMP := $(PEERS_VENV)/.installed
 PEERS_ARGS ?=
@@ -62,7 +63,7 @@ PEERS_ARGS ?=
 $(PEERS_STAMP):
 	$(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
-	$(PEERS_VENV)/bin/pip install --quiet 'sling-linux-amd64==1.4.11' 'dlt[postgres,sql_database]==1.31.0' 'reladiff==0.6.0'
+	$(PEERS_VENV)/bin/pip install --quiet 'sling-linux-amd64==1.4.11' 'dlt[postgres,sql_database]==1.31.0' 'reladiff==0.6.0' 'psycopg[binary]'
 	touch $(PEERS_STAMP)
 
 bench-peers: $(STAMP) $(PEERS_STAMP)
