@@ -55,7 +55,7 @@ bench: $(STAMP)
 
 # Sling and dlt side by side with websync (benchmarks/peers.py, docs/BENCHMARKS.md "Peers"), the peers in their own
 # venv, never in websync's (psycopg: SQLAlchemy 2.1 reaches postgresql:// URLs through it): make bench-peers
-# PEERS_ARGS="--scale 1 --json peers.json" (default x0.5: ~14 min on 2 cores; x1 is ~25)
+# PEERS_ARGS="--scale 1 --json peers.json" (default x0.5: 16 min on 2 cores shared with a test suite; x1 ~25-30)
 PEERS_VENV := benchmarks/.peers-venv
 PEERS_STAMP := $(PEERS_VENV)/.installed
 PEERS_ARGS ?=

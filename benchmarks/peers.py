@@ -604,8 +604,8 @@ def report(run: dict) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=0.5,
-                        help="of the benchmark's data (x1 = 26,040 rows, 461 MB of CSV); x0.5 keeps a run near 14 min "
-                             "on 2 cores, most of it dlt's full reads (x1 would be ~25 min)")
+                        help="of the benchmark's data (x1 = 26,040 rows, 461 MB of CSV); x0.5 took 16 min "
+                             "on 2 cores shared with a test suite, most of it dlt's full reads (x1: ~25-30 min)")
     parser.add_argument("--skip-diff", action="store_true", help="only the sync cases")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
