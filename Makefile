@@ -13,7 +13,7 @@ PYTEST_TMP = --basetemp=$${TMPDIR:-/tmp}/websync-tests
 # files at once on two cores take about half the time (each worker starts its own servers and sshd)
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
-.PHONY: install demo demo-ssh demo-ui test test-fast lint bench clean
+.PHONY: install demo demo-ssh demo-ui test test-fast lint bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,23 @@ test-fast: $(STAMP) lint
 bench: $(STAMP)
 	bash .ci/install-sshd.sh
 	$(BIN)/python benchmarks/run.py
+
+# Sling and dlt side by side with websync (benchmarks/peers.py, docs/BENCHMARKS.md "Peers"), the peers in their own
+# venv, never in websync's (psycopg: SQLAlchemy 2.1 reaches postgresql:// URLs through it): make bench-peers
+# PEERS_ARGS="--scale 1 --json peers.json" (default x0.5: 16 min on 2 cores shared with a test suite; x1 ~25-30)
+PEERS_VENV := benchmarks/.peers-venv
+PEERS_STAMP := $(PEERS_VENV)/.installed
+PEERS_ARGS ?=
+
+$(PEERS_STAMP):
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet 'sling-linux-amd64==1.4.11' 'dlt[postgres,sql_database]==1.31.0' 'reladiff==0.6.0' 'psycopg[binary]'
+	touch $(PEERS_STAMP)
+
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	bash .ci/install-sshd.sh
+	$(BIN)/python benchmarks/peers.py $(PEERS_ARGS)
 
 clean:
 	rm -rf .demo exports .dagster_home

@@ -1,0 +1,636 @@
+"""Sling and dlt side by side with websync on the benchmark's data, in one run (issue 19 item 1).
+
+    make bench-peers                    # the peers' venv (benchmarks/.peers-venv), then this at the default scale
+    .venv/bin/python benchmarks/peers.py [--scale 0.5] [--json FILE] [--skip-diff]
+
+The peers run from their own venv, ``benchmarks/.peers-venv`` (PyPI only: ``sling-linux-amd64``, whose wheel ships
+Sling's binary, ``dlt[postgres]`` with its ``sql_database`` source, ``reladiff``); websync runs from this venv, as
+``benchmarks/run.py`` runs it. The two embedded servers, the data (``generate_scaled``) and websync's run are
+``benchmarks/run.py``'s and ``benchmarks/dataset.py``'s.
+
+Each tool configuration gets its own prod (the benchmark's prod schema, empty) and goes through the cases in order:
+full sync, no-op re-run, 1% new rows (current timestamps), the insert-only cases (a) a prod-only row, (b) a prod
+row holding a new dev row's id with other content, (c) a prod page holding a new dev page's url under another id,
+then 1% new rows with OLD timestamps (older than anything prod has). The insert-only cases each add a few new
+dev rows (current timestamps) so that something ships. A configuration that fails the full sync (a tool's
+documented insert-only mode, here) is not run further: its error is quoted and the next configuration is the
+closest one that works.
+
+Correctness is prod's, not the tools' logs: per table, prod's row count and the sum over its rows of a 60-bit
+prefix of ``md5(ROW(shipped columns)::text)`` (an order-free checksum, so that the expected figure can be built
+from prod's figure before the run plus the dev rows that should land: those whose id and whose every other unique
+key of prod's are free in prod). Prod-only columns (defaults, triggers) and columns a tool adds are left out.
+
+Times are the whole command, from the shell to its exit (wall clock). Then ``websync diff`` against ``reladiff``
+(one ``reladiff`` per table, times summed) with prod equal to dev, 1% of rows missing in prod, 1% changed in prod.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.dataset import Scale, generate, generate_scaled  # noqa: E402
+from benchmarks.run import WEBSYNC, Bench, raw_copy, websync, websync_env  # noqa: E402
+from websync_dagster.core.tables import DEFAULT_TABLES  # noqa: E402
+from websync_dagster.demo import sample_data  # noqa: E402
+
+PEERS_VENV = REPO / "benchmarks" / ".peers-venv"
+PEERS_PY = PEERS_VENV / "bin" / "python"
+DLT_RUNNER = REPO / "benchmarks" / "peers_dlt.py"
+TABLES = list(DEFAULT_TABLES)  # FK order
+SAME_TEXT = ("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
+             "SET extra_float_digits = 1")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+OLD = sample_data.NOW - timedelta(days=30)  # older than every row the benchmark's data has
+
+
+def sling_binary() -> Path:
+    """Sling's binary as the ``sling-linux-amd64`` wheel ships it (the ``sling`` package would download it)."""
+    found = sorted(PEERS_VENV.glob("lib/python*/site-packages/sling_linux_amd64/bin/sling-linux-amd64"))
+    if not found:
+        raise SystemExit(f"no Sling binary under {PEERS_VENV}: run `make bench-peers` (it installs the peers' venv)")
+    return found[0]
+
+
+def versions(bench: Bench) -> dict[str, str]:
+    script = ("import importlib.metadata as m; print(' '.join(f'{p}=={m.version(p)}' for p in "
+              "('dlt', 'sqlalchemy', 'psycopg2-binary', 'reladiff', 'sqeleton', 'sling-linux-amd64')))")
+    peers = subprocess.run([str(PEERS_PY), "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    sling = subprocess.run([str(sling_binary()), "--version"], capture_output=True, text=True).stdout.strip()
+    websync_v = subprocess.run([str(WEBSYNC), "--version"], capture_output=True, text=True).stdout.strip()
+    with psycopg.connect(bench.prod.url()) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True).stdout
+    return {"websync": websync_v, "sling binary": sling, **dict(p.split("==") for p in peers),
+            "postgres": server, "python": sys.version.split()[0], "commit": commit + ("+dirty" if dirty else "")}
+
+
+# --- what prod holds, and what it should hold -------------------------------------------------------------------
+
+def _row_hash(cols: list[str], alias: str = "", only: sql.Composable | None = None) -> sql.Composable:
+    only = only if only is not None else sql.SQL("true")
+    row = sql.SQL(", ").join(sql.SQL(alias + "{}").format(sql.Identifier(c)) for c in cols)
+    return sql.SQL("coalesce(sum(('x' || left(md5(ROW({})::text), 15))::bit(60)::bigint) FILTER (WHERE {}), 0)").format(
+        row, only)
+
+
+def prod_figures(prod_url: str, columns: dict[str, list[str]]) -> dict[str, list]:
+    """Per table: [row count, checksum] of prod's rows over the shipped columns."""
+    with psycopg.connect(prod_url) as conn:
+        conn.execute(SAME_TEXT)
+        return {t: [int(v) for v in conn.execute(sql.SQL("SELECT count(*), {} FROM {}").format(
+            _row_hash(columns[t]), sql.Identifier(t))).fetchone()] for t in TABLES}
+
+
+def unique_keys(conn: psycopg.Connection, table: str, cols: list[str]) -> list[list[str]]:
+    """prod's unique keys of the table (plain column lists) that dev has too."""
+    rows = conn.execute(
+        "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index AS i "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL "
+        "GROUP BY i.indexrelid", [table]).fetchall()
+    return [r[0] for r in rows if all(c in cols for c in r[0])]
+
+
+def expected_after(dev_url: str, prod_url: str, columns: dict[str, list[str]], before: dict[str, list],
+                   new: dict[str, list]) -> tuple[dict, dict]:
+    """prod's figures once an insert-only sync has run: ``before`` plus the dev rows whose id and other unique
+    keys are all free in prod (counted and hashed in dev, with prod's keys copied into dev temp tables); and the
+    same with only the rows the case added to dev (``new``), for a tool that missed rows in an earlier case."""
+    expected, case_only = {}, {}
+    with psycopg.connect(dev_url) as dev, psycopg.connect(prod_url) as prod:
+        dev.execute(SAME_TEXT)
+        for table in TABLES:
+            cols = columns[table]
+            conds = []
+            for n, key in enumerate(unique_keys(prod, table, cols)):
+                keys = sql.SQL(", ").join(map(sql.Identifier, key))
+                temp = sql.Identifier(f"peers_key_{table}_{n}")
+                dev.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(
+                    temp, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in key)))
+                texts = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in key)
+                out = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(texts, sql.Identifier(table))
+                with prod.cursor().copy(out) as src, dev.cursor().copy(
+                        sql.SQL("COPY {} ({}) FROM STDIN").format(temp, keys)) as dst:
+                    for chunk in src:
+                        dst.write(chunk)
+                mine = sql.SQL(", ").join(sql.SQL("d.{}::text").format(sql.Identifier(c)) for c in key)
+                theirs = sql.SQL(", ").join(sql.SQL("k.{}").format(sql.Identifier(c)) for c in key)
+                conds.append(sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS k WHERE ({}) = ({}))").format(
+                    temp, theirs, mine) if len(key) > 1 else sql.SQL(
+                    "NOT EXISTS (SELECT 1 FROM {} AS k WHERE {} = {})").format(temp, theirs, mine))
+            mine = sql.SQL("d.id = ANY(%s::uuid[])")
+            count, digest, n_case, d_case = dev.execute(
+                sql.SQL("SELECT count(*), {}, count(*) FILTER (WHERE {}), {} FROM {} AS d WHERE {}").format(
+                    _row_hash(cols, "d."), mine, _row_hash(cols, "d.", mine), sql.Identifier(table),
+                    sql.SQL(" AND ").join(conds or [sql.SQL("true")])), [new.get(table, [])] * 2).fetchone()
+            expected[table] = [before[table][0] + int(count), before[table][1] + int(digest)]
+            case_only[table] = [before[table][0] + int(n_case), before[table][1] + int(d_case)]
+        dev.rollback()
+    return expected, case_only if new else expected  # no new rows (full sync, re-run): no backlog allowed
+
+
+def verdict(actual: dict, expected: dict, case_only: dict) -> tuple[bool, str]:
+    """Right when prod holds what an insert-only sync should; also right (said so) when it holds that but for
+    rows the tool had missed in an earlier case and still has not shipped (only the case's own rows landed)."""
+    def wrong(want: dict) -> list[str]:
+        out = []
+        for table in TABLES:
+            (n, digest), (m, figure) = actual[table], want[table]
+            if n != m:
+                out.append(f"{table} {n - m:+d} rows")
+            elif digest != figure:
+                out.append(f"{table} content differs")
+        return out
+    if not (missed := wrong(expected)):
+        return True, "ok"
+    if not wrong(case_only):
+        backlog = ", ".join(f"{t} {expected[t][0] - case_only[t][0]}" for t in TABLES if expected[t] != case_only[t])
+        return True, f"ok for this case's rows; rows missed in an earlier case still missing: {backlog}"
+    return False, "; ".join(missed)
+
+
+def schema_changes(prod_url: str, pristine_url: str) -> list[str]:
+    """Tables and columns in prod that the benchmark's prod schema does not have (what a tool created)."""
+    tables_q = ("SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
+    cols_q = ("SELECT table_name || '.' || column_name FROM information_schema.columns "
+              "WHERE table_schema = 'public' AND table_name = ANY(%s)")
+    with psycopg.connect(prod_url) as p, psycopg.connect(pristine_url) as t:
+        new_tables = {r[0] for r in p.execute(tables_q)} - {r[0] for r in t.execute(tables_q)}
+        new_cols = {r[0] for r in p.execute(cols_q, [TABLES])} - {r[0] for r in t.execute(cols_q, [TABLES])}
+    return sorted(new_tables) + [f"+column {c}" for c in sorted(new_cols)]
+
+
+# --- the cases: what changes in dev (once) and in each prod (before each tool's run) ------------------------------
+
+def dev_ids(dev_url: str) -> dict[str, set]:
+    with psycopg.connect(dev_url) as conn:
+        return {t: {r[0] for r in conn.execute(sql.SQL("SELECT id FROM {}").format(sql.Identifier(t)))} for t in TABLES}
+
+
+def add_dev_rows(dev_url: str, factor: float, first: int, when: str) -> dict[str, list]:
+    """New dev rows (``generate`` at ``factor``, ids and urls from ``first``) with created_at / updated_at set to
+    now() or to ``OLD``; returns the new ids per table."""
+    before = dev_ids(dev_url)
+    with psycopg.connect(dev_url) as conn:
+        generate(conn, Scale().times(factor), first=first)
+    new = {t: sorted(ids - before[t]) for t, ids in dev_ids(dev_url).items()}
+    with psycopg.connect(dev_url) as conn:
+        conn.execute("SET session_replication_role = replica")  # the updated_at triggers would say now()
+        stamp = sql.SQL("now()") if when == "now" else sql.Literal(OLD)
+        for table, ids in new.items():
+            if ids:
+                conn.execute(sql.SQL("UPDATE {} SET created_at = {}, updated_at = {} WHERE id = ANY(%s)").format(
+                    sql.Identifier(table), stamp, stamp), [ids])
+    return new
+
+
+def page_without_files(dev_url: str, page_ids: list, skip: int = 0):
+    with psycopg.connect(dev_url) as conn:
+        return conn.execute("SELECT p.id FROM web_pages AS p WHERE p.id = ANY(%s) AND NOT EXISTS "
+                            "(SELECT 1 FROM web_files AS f WHERE f.web_page_id = p.id) "
+                            "ORDER BY p.url OFFSET %s LIMIT 1", [page_ids, skip]).fetchone()[0]
+
+
+def put_prod_row(src_url: str, prod_url: str, cols: list[str], page_id, changes: dict[str, str]) -> None:
+    """Insert into prod's web_pages a copy of web_pages row ``page_id`` of ``src_url`` (dev or prod itself), with
+    ``changes`` (column -> SQL expression); a NOT NULL column of prod's without default that is not shipped (a
+    tool's own, e.g. dlt's ``_dlt_id``) gets a placeholder."""
+    names = sql.SQL(", ").join(map(sql.Identifier, cols))
+    with psycopg.connect(src_url) as src, psycopg.connect(prod_url) as prod:
+        prod.execute(sql.SQL("CREATE TEMP TABLE peers_row AS SELECT {} FROM web_pages WITH NO DATA").format(names))
+        with src.cursor().copy(sql.SQL("COPY (SELECT {} FROM web_pages WHERE id = %s) TO STDOUT").format(names),
+                               [page_id]) as out, prod.cursor().copy("COPY peers_row FROM STDIN") as into:
+            for chunk in out:
+                into.write(chunk)
+        prod.execute(sql.SQL("UPDATE peers_row SET {}").format(sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(c), sql.SQL(e)) for c, e in changes.items())))
+        extra = [r[0] for r in prod.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'web_pages'::regclass AND attnum > 0 "
+            "AND NOT attisdropped AND attnotnull AND NOT atthasdef") if r[0] not in cols]
+        prod.execute(sql.SQL("INSERT INTO web_pages ({}) SELECT {} FROM peers_row").format(
+            sql.SQL(", ").join(map(sql.Identifier, [*cols, *extra])),
+            sql.SQL(", ").join([*map(sql.Identifier, cols), *[sql.SQL("'peers-' || gen_random_uuid()")] * len(extra)])))
+
+
+@dataclass
+class Case:
+    name: str
+    label: str
+    dev_change: Callable[[], dict] = lambda: {}
+    #: (prod_url, what dev_change returned) -> None: the prod side of the case, before each tool's run
+    prod_change: Callable[[str, dict], None] | None = None
+
+
+def cases(dev_url: str, factor: float, columns: dict[str, list[str]]) -> list[Case]:
+    pages = columns["web_pages"]
+    few = 0.0005  # 1 document, 10 pages, 1 file
+
+    def prod_only(prod_url: str, _new: dict) -> None:
+        with psycopg.connect(prod_url) as conn:
+            any_page = conn.execute("SELECT id FROM web_pages ORDER BY id LIMIT 1").fetchone()[0]
+        put_prod_row(prod_url, prod_url, pages, any_page, {
+            "id": "gen_random_uuid()", "url": "'https://prod-only.example.tn/' || id", "url_hash": "md5(id::text)",
+            "title": "'a page only prod has'", "knowledge_base_id": "NULL"})
+
+    def same_id(prod_url: str, new: dict) -> None:
+        put_prod_row(dev_url, prod_url, pages, new["same_id"], {
+            "title": "'prod''s own version: ' || title", "knowledge_base_id": "NULL"})
+
+    def other_id(prod_url: str, new: dict) -> None:
+        put_prod_row(dev_url, prod_url, pages, new["same_url"], {
+            "id": "gen_random_uuid()", "title": "'prod''s page at that url'", "knowledge_base_id": "NULL"})
+
+    def batch(first: int, tag: str = "", when: str = "now", part: float = few) -> Callable[[], dict]:
+        def change() -> dict:
+            new = add_dev_rows(dev_url, part, first, when)
+            if tag:
+                new[tag] = page_without_files(dev_url, new["web_pages"])
+            return new
+        return change
+
+    return [
+        Case("full", "full sync, empty prod"),
+        Case("rerun", "no-op re-run"),
+        Case("new_1pct", "1% new rows", batch(10_000_000, part=max(factor * 0.01, few))),
+        Case("a_prod_only", "(a) prod-only row kept", batch(20_000_000), prod_only),
+        Case("b_same_id", "(b) prod row on a dev id", batch(30_000_000, "same_id"), same_id),
+        Case("old_1pct", "1% new, OLD timestamps", batch(40_000_000, when="old", part=max(factor * 0.01, few))),
+        # last: dlt fails it, and a failed load package is retried (and fails) first in every later dlt run
+        Case("c_other_id", "(c) other id on a dev url", batch(50_000_000, "same_url"), other_id),
+    ]
+
+
+# --- the tools ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Config:
+    name: str
+    tool: str
+    describe: str
+    run: Callable[[str, Path], dict]  # (prod_url, work dir) -> {"seconds", "exit", "error"}
+    prepare: Callable[[str], None] = lambda prod_url: None
+    results: dict = field(default_factory=dict)
+    failed: str = ""
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path, error: Callable[[str], str]) -> dict:
+    started = time.perf_counter()
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    out = {"seconds": seconds, "exit": proc.returncode, "error": ""}
+    if proc.returncode != 0:
+        out["error"] = error(ANSI.sub("", proc.stdout + "\n" + proc.stderr))
+    return out
+
+
+def sling_error(output: str) -> str:
+    """The database's own line of each Sling failure (``pq: ...``; the line above it is the SQL statement)."""
+    lines = [line.strip() for line in output.splitlines()]
+    errors = list(dict.fromkeys(line for line in lines if line.startswith("pq:")))
+    if errors:
+        return " | ".join(errors)
+    after = [line for line in lines[next((i + 1 for i, line in enumerate(lines) if "fatal" in line), 0):] if line]
+    return after[0] if after else "no error line"
+
+
+def last_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else "no error line"
+
+
+def sling_config(name: str, variant: str, dev_url: str, columns: dict[str, list[str]], types: dict) -> Config:
+    """``documented``: Sling's Append Only mode (incremental, update_key, no primary key) straight into prod's
+    tables. ``staged``/``staged_cursor``: every shipped column read as ``::text`` into a Sling-made table in schema
+    ``sling_stage`` (full-refresh / incremental on updated_at), then the target option ``post_sql``:
+    ``INSERT INTO public.t (cols) SELECT col::prodtype, ... FROM sling_stage.t ON CONFLICT DO NOTHING``."""
+    streams = {}
+    for table in TABLES:
+        cols = columns[table]
+        if variant == "documented":
+            streams[f"public.{table}"] = {"object": f"public.{table}", "update_key": "updated_at"}
+            continue
+        cursor = variant == "staged_cursor"
+        select = ", ".join(f'"{c}"' if cursor and c == "updated_at" else f'"{c}"::text AS "{c}"' for c in cols)
+        where = " WHERE {incremental_where_cond}" if cursor else ""
+        names = ", ".join(f'"{c}"' for c in cols)
+        casts = ", ".join(f'"{c}"::{types[table][c]}' for c in cols)
+        stream = {"sql": f"SELECT {select} FROM public.{table}{where}", "object": f"sling_stage.{table}",
+                  "target_options": {"post_sql": f"INSERT INTO public.{table} ({names}) SELECT {casts} "
+                                                 f"FROM sling_stage.{table} ON CONFLICT DO NOTHING"}}
+        if cursor:
+            stream["update_key"] = "updated_at"
+        streams[f"public.{table}"] = stream
+    mode = "full-refresh" if variant == "staged" else "incremental"
+    replication = {"source": "DEV", "target": "PROD", "defaults": {"mode": mode}, "streams": streams}
+    describe = {
+        "documented": "Append Only (the documented insert-only mode of 1.4.11): `mode: incremental`, "
+                      "`update_key: updated_at`, no primary_key, straight into prod's tables, one replication "
+                      "file with the four streams in FK order",
+        "staged": "each shipped column read as `::text` (custom `sql`) into a table Sling creates in schema "
+                  "`sling_stage` (`mode: full-refresh`), then `target_options.post_sql`: `INSERT INTO public.<t> "
+                  "(cols) SELECT col::<prod type>, ... FROM sling_stage.<t> ON CONFLICT DO NOTHING`; one "
+                  "replication file, the four streams in FK order",
+        "staged_cursor": "as `staged`, with `mode: incremental`, `update_key: updated_at` (updated_at read "
+                         "uncast) into the staging table, so each run reads only rows newer than the staging "
+                         "table's max(updated_at); the post_sql inserts the whole staging table ON CONFLICT DO NOTHING",
+    }[variant]
+
+    def run(prod_url: str, work: Path) -> dict:
+        path = work / "replication.json"  # JSON is YAML
+        path.write_text(json.dumps(replication, indent=1))
+        env = {**os.environ, "DEV": f"{dev_url}?sslmode=disable", "PROD": f"{prod_url}?sslmode=disable",
+               "SLING_HOME_DIR": str(work / "sling-home")}
+        return timed([str(sling_binary()), "run", "-r", str(path)], env, work, sling_error)
+
+    return Config(name, "sling", describe, run)
+
+
+def dlt_config(name: str, variant: str, dev_url: str, columns: dict[str, list[str]], types: dict) -> Config:
+    describe = {
+        "documented": "`sql_database` over the four tables (default sqlalchemy backend, full reflection), each "
+                      "resource `write_disposition={'disposition': 'merge', 'strategy': 'insert-only'}, "
+                      "primary_key='id'`, one `pipeline.run`",
+        "working": "the same insert-only merge with: every shipped column selected as `::text` "
+                   "(`query_adapter_callback`), `reflection_level='minimal'` and each column hinted `text`; the "
+                   "staging tables (`public_staging.<t>`: the shipped columns with prod's types, plus `_dlt_load_id`, "
+                   "`_dlt_id`) created beforehand by the benchmark; one `pipeline.run` per table in FK order, one "
+                   "process",
+        "cursor": "`working` plus `incremental=dlt.sources.incremental('created_at')` on each table",
+    }[variant]
+
+    def prepare(prod_url: str) -> None:
+        if variant == "documented":
+            return
+        with psycopg.connect(prod_url) as conn:
+            conn.execute("CREATE SCHEMA public_staging")
+            for table in TABLES:
+                body = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[table][c])) for c in columns[table]]
+                body += [sql.SQL("_dlt_load_id varchar"), sql.SQL("_dlt_id varchar")]
+                conn.execute(sql.SQL("CREATE TABLE public_staging.{} ({})").format(
+                    sql.Identifier(table), sql.SQL(", ").join(body)))
+
+    def run(prod_url: str, work: Path) -> dict:
+        path = work / "dlt.json"
+        path.write_text(json.dumps({"dev": dev_url, "prod": prod_url, "pipelines_dir": str(work / "pipelines"),
+                                    "tables": TABLES, "columns": columns, "variant": variant}))
+        env = {**os.environ, "RUNTIME__LOG_LEVEL": "ERROR"}
+        return timed([str(PEERS_PY), str(DLT_RUNNER), str(path)], env, work, last_line)
+
+    return Config(name, "dlt", describe, run, prepare)
+
+
+def websync_config(bench: Bench, dev_url: str) -> Config:
+    def run(prod_url: str, work: Path) -> dict:
+        result = websync(bench, dev_url, prod_url, work, check=False)
+        return {"seconds": result["wall_s"], "exit": result["exit"], "error": result.get("error", "")}
+    return Config("websync", "websync", "`websync sync` (its defaults, direct transport), as `benchmarks/run.py` "
+                  "runs it (benchmarks/websync_run.py: the console script's run in its own process)", run)
+
+
+# --- the diff ----------------------------------------------------------------------------------------------------
+
+def diff_section(bench: Bench, dev_url: str, columns: dict[str, list[str]]) -> dict:
+    """prod = a raw COPY of dev (equal); then copies of it with ~1% of the rows of knowledge_base, web_pages and
+    web_files deleted (rows nothing references) or changed (title / filename); ``websync diff`` and ``reladiff``."""
+    equal_url = bench.fresh(bench.prod, "diff_equal")
+    raw_copy(bench, dev_url, equal_url)
+    with psycopg.connect(equal_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    refs = {"knowledge_base": "NOT EXISTS (SELECT 1 FROM web_pages AS p WHERE p.knowledge_base_id = t.id) AND "
+                              "NOT EXISTS (SELECT 1 FROM web_files AS f WHERE f.knowledge_base_id = t.id)",
+            "web_pages": "NOT EXISTS (SELECT 1 FROM web_files AS f WHERE f.web_page_id = t.id)", "web_files": "true"}
+    edits = {"knowledge_base": "title", "web_pages": "title", "web_files": "filename"}
+    setups: dict[str, dict] = {"equal": {"url": equal_url, "missing": {}, "changed": {}}}
+    name = equal_url.rsplit("/", 1)[1]
+    for kind in ("missing", "changed"):
+        url = bench.fresh(bench.prod, f"diff_{kind}", template=name)
+        picked = {}
+        with psycopg.connect(url) as conn:
+            for table, cond in refs.items():
+                total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+                pick = sql.SQL("SELECT id FROM {} AS t WHERE {} ORDER BY md5(id::text) LIMIT %s").format(
+                    sql.Identifier(table), sql.SQL(cond if kind == "missing" else "true"))
+                ids = [r[0] for r in conn.execute(pick, [max(1, total // 100)])]
+                if kind == "missing":
+                    conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)), [ids])
+                else:
+                    conn.execute(sql.SQL("UPDATE {} SET {} = {} || ' (edited in prod)' WHERE id = ANY(%s)").format(
+                        sql.Identifier(table), sql.Identifier(edits[table]), sql.Identifier(edits[table])), [ids])
+                picked[table] = {str(i) for i in ids}
+        setups[kind] = {"url": url, "missing": picked if kind == "missing" else {},
+                        "changed": picked if kind == "changed" else {}}
+    results = {}
+    for kind, setup in setups.items():
+        bench.settle()
+        results[f"websync_{kind}"] = websync_diff(bench, dev_url, setup)
+        bench.settle()
+        results[f"reladiff_{kind}"] = reladiff(dev_url, setup, columns)
+    return results
+
+
+def websync_diff(bench: Bench, dev_url: str, setup: dict) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="home_diff_", dir=bench.work))
+    env = websync_env(dev_url, setup["url"], home, None)
+    started = time.perf_counter()
+    proc = subprocess.run([str(WEBSYNC), "diff", "--json", "--env-file", "/dev/null"], env=env, cwd=home,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        return {"seconds": seconds, "right": False, "found": last_line(proc.stderr)}
+    rows = {r["table"]: r for r in json.loads(proc.stdout)}
+    found, right = [], True
+    for table in TABLES:
+        row = rows.get(table, {})
+        got = (row.get("missing_in_prod"), row.get("only_in_prod"), row.get("changed"))
+        want = (len(setup["missing"].get(table, ())), 0, len(setup["changed"].get(table, ())))
+        right &= got == want
+        if any(got):
+            found.append(f"{table} {got[0]} missing / {got[1]} only in prod / {got[2]} changed")
+    return {"seconds": seconds, "right": right, "found": "; ".join(found) or "in sync (counts per table)"}
+
+
+REL_ROW = re.compile(r'^\["([+-])", \["([0-9a-f-]{36})"', re.M)
+
+
+def reladiff(dev_url: str, setup: dict, columns: dict[str, list[str]]) -> dict:
+    """One ``reladiff`` per table (key ``id``, every shipped column compared), the ids it prints read back."""
+    seconds, found, right, errors = 0.0, [], True, []
+    for table in TABLES:
+        argv = [str(PEERS_VENV / "bin" / "reladiff"), dev_url, table, setup["url"], table, "-k", "id", "--json"]
+        for col in columns[table]:
+            if col != "id":
+                argv += ["-c", col]
+        started = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+        seconds += time.perf_counter() - started
+        if proc.returncode != 0:
+            right = False
+            errors.append(f"{table}: {last_line(proc.stderr)}")
+            continue
+        signs: dict[str, set] = {}
+        for sign, key in REL_ROW.findall(proc.stdout):
+            signs.setdefault(key, set()).add(sign)
+        missing = {k for k, s in signs.items() if s == {"-"}}
+        only_prod = {k for k, s in signs.items() if s == {"+"}}
+        changed = {k for k, s in signs.items() if s == {"-", "+"}}
+        right &= (missing == setup["missing"].get(table, set()) and not only_prod
+                  and changed == setup["changed"].get(table, set()))
+        if signs:
+            found.append(f"{table} {len(missing)} missing / {len(only_prod)} only in prod / {len(changed)} changed")
+    return {"seconds": seconds, "right": right,
+            "found": "; ".join(errors + found) or "in sync (ids per table)"}
+
+
+# --- the run -----------------------------------------------------------------------------------------------------
+
+def measure(bench: Bench, factor: float, skip_diff: bool) -> dict:
+    dev_url = bench.fresh(bench.dev, "peers_dev")
+    started = time.perf_counter()
+    with psycopg.connect(dev_url) as dev:
+        rows = generate_scaled(dev, factor)
+    print(f"dev at x{factor}: {rows} ({time.perf_counter() - started:.0f} s to generate)", flush=True)
+    pristine = bench.prod.url("tpl")
+    columns = {t: bench.shared_columns(dev_url, pristine, t) for t in TABLES}
+    with psycopg.connect(pristine) as conn:
+        types = {t: dict(conn.execute("SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
+                                      "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", [t]))
+                 for t in TABLES}
+    configs = [
+        websync_config(bench, dev_url),
+        sling_config("sling documented", "documented", dev_url, columns, types),
+        sling_config("sling staged", "staged", dev_url, columns, types),
+        sling_config("sling staged+cursor", "staged_cursor", dev_url, columns, types),
+        dlt_config("dlt documented", "documented", dev_url, columns, types),
+        dlt_config("dlt working", "working", dev_url, columns, types),
+        dlt_config("dlt working+cursor", "cursor", dev_url, columns, types),
+    ]
+    prods, homes, figures = {}, {}, {}
+    for config in configs:
+        prods[config.name] = bench.fresh(bench.prod, "peer")
+        homes[config.name] = Path(tempfile.mkdtemp(prefix=config.tool + "_", dir=bench.work))
+        config.prepare(prods[config.name])
+        figures[config.name] = prod_figures(prods[config.name], columns)
+    for case in cases(dev_url, factor, columns):
+        new = case.dev_change()
+        for config in configs:
+            if config.failed:
+                continue
+            prod_url = prods[config.name]
+            if case.prod_change is not None:
+                case.prod_change(prod_url, new)
+                figures[config.name] = prod_figures(prod_url, columns)
+            expected, case_only = expected_after(dev_url, prod_url, columns, figures[config.name],
+                                                 {t: ids for t, ids in new.items() if t in TABLES})
+            bench.settle()
+            result = config.run(prod_url, homes[config.name])
+            figures[config.name] = prod_figures(prod_url, columns)
+            result["right"], result["detail"] = verdict(figures[config.name], expected, case_only)
+            config.results[case.name] = result
+            print(f"  {case.name:12} {config.name:22} {result['seconds']:7.2f} s exit {result['exit']} "
+                  f"{result['detail']}{' | ' + result['error'] if result['error'] else ''}", flush=True)
+            if case.name == "full" and result["exit"] != 0:
+                config.failed = result["error"]
+    labels = [(c.name, c.label) for c in cases(dev_url, 0, columns)]
+    out = {"factor": factor, "rows": rows, "columns": columns, "cases": labels,
+           "configs": [{"name": c.name, "tool": c.tool, "describe": c.describe, "failed": c.failed,
+                        "results": c.results, "schema_changes": schema_changes(prods[c.name], pristine)}
+                       for c in configs]}
+    if not skip_diff:
+        out["diff"] = diff_section(bench, dev_url, columns)
+    return out
+
+
+def cell(result: dict | None) -> str:
+    if result is None:
+        return "—"
+    status = "ok" if result["right"] else "WRONG"
+    if result["exit"] != 0:
+        status = f"exit {result['exit']}, " + status
+    return f"{result['seconds']:.1f} s {status}"
+
+
+def report(run: dict) -> list[str]:
+    names = [c["name"] for c in run["configs"]]
+    width = 24
+    lines = [f"scale x{run['factor']}: {sum(run['rows'].values())} rows in dev before the cases ({run['rows']})",
+             "seconds (the whole command, wall clock) and whether prod then held exactly what an insert-only sync "
+             "should (row count and checksum per table):",
+             f"{'case':28}" + "".join(f"{n:>{width}}" for n in names)]
+    for case, label in run["cases"]:
+        lines.append(f"{label:28}" + "".join(f"{cell(c['results'].get(case)):>{width}}" for c in run["configs"]))
+    lines.append("wrong or failed, in detail:")
+    for c in run["configs"]:
+        for case, result in c["results"].items():
+            if not result["right"] or result["exit"]:
+                lines.append(f"  {c['name']} / {case}: {result['detail']}"
+                             + (f"; error: {result['error']}" if result["error"] else ""))
+        if c["failed"]:
+            lines.append(f"  {c['name']}: not run past the full sync, which failed")
+    lines.append("configurations:")
+    for c in run["configs"]:
+        lines.append(f"  {c['name']}: {c['describe']}")
+        if c["schema_changes"]:
+            lines.append(f"    left in prod: {', '.join(c['schema_changes'])}")
+    if "diff" in run:
+        lines.append("diff (seconds, whether it found the right rows, what it found):")
+        for name, r in run["diff"].items():
+            lines.append(f"  {name:18} {r['seconds']:7.2f} s  {'right' if r['right'] else 'WRONG'}  {r['found']}")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=0.5,
+                        help="of the benchmark's data (x1 = 26,040 rows, 461 MB of CSV); x0.5 took 16 min "
+                             "on 2 cores shared with a test suite, most of it dlt's full reads (x1: ~25-30 min)")
+    parser.add_argument("--skip-diff", action="store_true", help="only the sync cases")
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    args = parser.parse_args()
+    sling_binary()
+    work = Path(tempfile.mkdtemp(prefix="websync-peers-"))
+    bench = Bench(work)
+    try:
+        info = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv),
+                "load_start": os.getloadavg(), "versions": versions(bench)}
+        print(json.dumps(info), flush=True)
+        run = measure(bench, args.scale, args.skip_diff)
+        info.update(ended=time.strftime("%Y-%m-%d %H:%M:%S %Z"), load_end=os.getloadavg())
+        run.update(info)
+        for line in report(run):
+            print(line, flush=True)
+        print(f"load average at the start {info['load_start']}, at the end {info['load_end']}; {info['versions']}")
+        if args.json:
+            args.json.write_text(json.dumps(run, indent=1, default=str))
+    finally:
+        bench.sshd.stop()
+        bench.dev.stop()
+        bench.prod.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
