@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -625,10 +624,7 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps(run, indent=1, default=str))
     finally:
-        bench.sshd.stop()
-        bench.dev.stop()
-        bench.prod.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        bench.close()
     return 0
 
 

@@ -68,6 +68,13 @@ class Bench:
                 conn.execute(schema_ddl(side, fts_index=False))
                 conn.execute("INSERT INTO legal_taxonomy (code) VALUES ('civ'), ('pen'), ('com')")
 
+    def close(self) -> None:
+        """Stop the servers and the sshd, and remove the bench's work folder."""
+        self.sshd.stop()
+        self.dev.stop()
+        self.prod.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
     def fresh(self, server: EmbeddedPostgres, prefix: str, template: str = "tpl") -> str:
         self.counter += 1
         name = f"{prefix}_{self.counter}"
@@ -541,10 +548,7 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps(scales, indent=1, default=str))
     finally:
-        bench.sshd.stop()
-        bench.dev.stop()
-        bench.prod.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        bench.close()
     return 0
 
 

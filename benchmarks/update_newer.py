@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -130,10 +129,7 @@ def main() -> int:
         for line in report(out):
             print(line, flush=True)
     finally:
-        bench.sshd.stop()
-        bench.dev.stop()
-        bench.prod.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        bench.close()
     return 0
 
 
