@@ -1,7 +1,8 @@
 """The files a run leaves for undo: its manifest (``<export dir>/manifests/<run id>.jsonl``: per table the ids it
-inserted, updated or deleted, each with the row's hash as the run left it) and, per table, the before-images of the
-rows it changed (``<export dir>/before/<table>_<run id>.jsonl``), each written and fsynced before the change is
-committed (images) or as soon as it is (manifest).
+inserted, updated or deleted: an inserted row with its ``xmin``, the version of the row the run wrote; an updated
+one with its hash as the run left it and its before-image's hash; a deleted one with its before-image's hash) and,
+per table, the before-images of the rows it changed (``<export dir>/before/<table>_<run id>.jsonl``), each written
+and fsynced before the change is committed (images) or as soon as it is (manifest).
 
 Lines are JSON objects; a run's files are appended to by its attempts (a retry after a lost link adds to them).
 """

@@ -1,8 +1,13 @@
 """The update path when things go wrong (issue 18, docs/RELIABILITY.md): a cut mid-update resumes in the same run
 with every committed update's before-image on disk; before-images that cannot be written stop the table before
-anything of it changes; undo leaves alone a row prod changed since the run, and a row a prod row references."""
+anything of it changes; a row prod refuses as an update is rejected with prod's reason and one that would clash on
+another unique key is skipped under it, the old rows staying; a swallowed update fails the blocking check; undo
+leaves alone a row prod changed since the run, and a row a prod row references."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import psycopg
 
@@ -155,3 +160,34 @@ def test_an_update_prod_silently_swallows_fails_the_blocking_check(sync_env, mon
     assert landed.description == (f"1 rows newer in dev were neither updated, nor rejected, nor changed by prod "
                                   f"({files[1]})")
     assert landed.metadata["update_lost"].value == 1 and landed.metadata["updated"].value == 2
+
+
+def test_an_update_prod_refuses_is_rejected_with_its_reason_and_one_clashing_on_another_key_is_skipped(sync_env):
+    sync_all(sync_env.settings())
+    with sync_env.dev() as dev:
+        refused, clashing, fine = ids_of(dev, "web_files", 3)
+        dev.execute("UPDATE web_files SET file_type = 'zip', updated_at = now() WHERE id = %s", [refused])
+        dev.execute("UPDATE web_files SET url = 'https://clash.example/x.pdf', updated_at = now() WHERE id = %s",
+                    [clashing])
+        dev.execute("UPDATE web_files SET filename = 'better.pdf', updated_at = now() WHERE id = %s", [fine])
+        page, source = dev.execute("SELECT web_page_id::text, web_source_id::text FROM web_files WHERE id = %s",
+                                   [clashing]).fetchone()
+    prod_ddl(sync_env.prod_url, "ALTER TABLE web_files ADD CONSTRAINT no_zip CHECK (file_type <> 'zip')")
+    with psycopg.connect(sync_env.prod_url, autocommit=True) as prod:
+        prod.execute("SET session_replication_role = replica")  # prod's own row, holding the url dev moves to
+        prod.execute("INSERT INTO web_files (id, web_page_id, web_source_id, url, filename, file_type) VALUES "
+                     "(gen_random_uuid(), %s, %s, 'https://clash.example/x.pdf', 'x.pdf', 'pdf')", [page, source])
+    with sync_env.prod() as prod:
+        before = rows_by_id(prod, "web_files", [refused, clashing])
+    arm_allowing_guard(sync_env.prod_url)
+    allow(sync_env.prod_url, "web_files", "UPDATE", [refused, clashing, fine])
+    run_id, runs = _sync(sync_env.settings(WEBSYNC_UPDATE_NEWER="web_files"))
+    update = runs["web_files"].update
+    assert runs["web_files"].error is None and runs["web_files"].landed
+    assert (update.updated, update.rejected, update.skipped) == (1, 1, {"web_files_web_page_id_url_key": 1})
+    with sync_env.prod() as prod:
+        assert rows_by_id(prod, "web_files", [refused, clashing]) == before  # the old rows stay
+        assert prod.execute("SELECT filename FROM web_files WHERE id = %s", [fine]).fetchone()[0] == "better.pdf"
+    (reject,) = [json.loads(line) for line in Path(update.reject_file).read_text(encoding="utf-8").splitlines()]
+    assert reject["id"] == refused and "no_zip" in reject["reason"] and reject["row"]["file_type"] == "zip"
+    assert run_id in update.reject_file and update.reject_file.endswith(".update.rejects.jsonl")

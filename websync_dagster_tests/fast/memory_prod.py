@@ -11,7 +11,7 @@ What it recognises, and from what (the engine's SQL is not parsed, only told apa
 - the staged path: ``COPY`` into ``_ws_stage``, then the insert block (sql/insert.sql), whose outcome the
   queries of ``_ws_inserted``, ``_ws_skipped``, ``_ws_nulled`` and ``_ws_rejects`` read back in the shape the
   real ones return (a reject: ``id``, ``reason`` as the blocks build it, ``row``: the staged row as text), and
-  the rows a unit inserted (load/steps.py ``landed_rows``: their ids, a hash made of the id). The
+  the rows a unit inserted (load/steps.py ``landed_rows``: their ids, an xmin of the transaction). The
   other statements of the path (temp tables, settings, the probe block, the clash passes) touch only temp
   tables: accepted, their effect is the insert block's here.
 
@@ -382,7 +382,7 @@ class _Work:
         elif '"_ws_rejects"' in said:
             rows = self.staged["rejects"]
         elif "pg_current_xact_id()" in said or '"_ws_landed"' in said:  # load/steps.py landed_rows
-            rows = [{"id": row_id, "hash": f"memory:{row_id}"} for row_id in self.record.inserted]
+            rows = [{"id": row_id, "xmin": str(id(self.record))} for row_id in self.record.inserted]
         else:
             raise NotImplementedError(f"the memory prod does not answer this query: {said[:200]}")
         if (table, name) in self.db.misnamed:

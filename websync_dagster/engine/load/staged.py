@@ -136,7 +136,7 @@ class StagedCounts:
     nulled: dict[str, int]
     #: id, reason and (within ``with_content``) row of each row prod refused, in file order
     refused: list[dict[str, Any]]
-    #: id and hash of each row inserted (for the run's manifest)
+    #: id and xmin of each row inserted (for the run's manifest)
     landed: list[dict[str, Any]]
 
     @classmethod

@@ -8,7 +8,6 @@ from psycopg import sql
 
 from websync_dagster.engine.load.temp_tables import LANDED
 from websync_dagster.engine.plan import TablePlan
-from websync_dagster.engine.row_image import fixed_text_forms, row_hash
 from websync_dagster.transport.base import CopyIn, Query, Statement, Step
 
 #: the top-level transaction's id as the ``xid`` a row's ``xmin`` holds (``xid8`` has no cast to ``xid``)
@@ -32,17 +31,21 @@ def locked_and_counted(plan: TablePlan, *, count_before: bool) -> list[Step]:
 
 
 def landed_rows(plan: TablePlan, *, staged: bool) -> list[Step]:
-    """The id and hash of each row the unit inserted (for the run's manifest), as ``landed``: on the fast path the
-    rows this transaction wrote (their ``xmin``; a COPY runs in the top-level transaction), on the staged path the
-    ids the insert block recorded in ``_ws_landed`` (it inserts in subtransactions, whose ids are others)."""
+    """The id and ``xmin`` of each row the unit inserted (for the run's manifest), as ``landed``: on the fast path
+    the rows this transaction wrote (a COPY runs in the top-level transaction), on the staged path the ids the
+    insert block recorded in ``_ws_landed`` (it inserts in subtransactions, whose ids are others).
+
+    A row's ``xmin`` is the transaction that wrote that version of it: any later UPDATE of the row makes a new
+    version with another ``xmin``, so undo deletes an inserted row only while its ``xmin`` is still the run's.
+    Not a hash of the row: hashing every inserted row read the whole load back (a full sync took 1.22x as long)."""
     table, key = sql.Identifier(plan.table), sql.Identifier("t", plan.key)
     if staged:
-        rows = sql.SQL("SELECT {k}::text AS id, {h} AS hash FROM {landed} AS l JOIN {t} AS t ON {k} = l.{key}").format(
-            k=key, h=row_hash("t"), landed=LANDED, t=table, key=sql.Identifier(plan.key))
+        rows = sql.SQL("SELECT {k}::text AS id, t.xmin::text AS xmin FROM {landed} AS l JOIN {t} AS t "
+                       "ON {k} = l.{key}").format(k=key, landed=LANDED, t=table, key=sql.Identifier(plan.key))
     else:
-        rows = sql.SQL("SELECT {k}::text AS id, {h} AS hash FROM {t} AS t WHERE t.xmin = {x}").format(
-            k=key, h=row_hash("t"), t=table, x=_THIS_TRANSACTION)
-    return [fixed_text_forms(), Query("landed", rows)]
+        rows = sql.SQL("SELECT {k}::text AS id, t.xmin::text AS xmin FROM {t} AS t WHERE t.xmin = {x}").format(
+            k=key, t=table, x=_THIS_TRANSACTION)
+    return [Query("landed", rows)]
 
 
 def fast_path_steps(plan: TablePlan, source: Callable[[], Iterable[bytes]], *, count_before: bool) -> list[Step]:

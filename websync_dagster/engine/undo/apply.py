@@ -124,7 +124,7 @@ def _undo_unit(ctx: SyncContext, info: TableInfo, refs: list[Reference], entries
         found = prod.run_transaction(referencing(info, refs, ids))
         for rows in found.values():
             referenced.update({r["id"]: r["by"] for r in rows if r["row"] not in deleting.get(r["by"], set())})
-    decisions = decide(entries, {i: r["hash"] for i, r in now.items()}, images, referenced)
+    decisions = decide(entries, {i: (r["hash"], r["xmin"]) for i, r in now.items()}, images, referenced)
     result.left.update(decisions.left)
     deleting.setdefault(info.name, set()).update(a.id for a in decisions.actions if a.action == "delete")
     if files is None:
@@ -137,11 +137,13 @@ def _undo_unit(ctx: SyncContext, info: TableInfo, refs: list[Reference], entries
     data = _actions_csv(decisions.actions)
     done = prod.run_transaction(undo_steps(info, refs, lambda: [data])).rows("undone")
     by_action: dict[str, list[dict]] = {}
-    expected = {a.id: a.expect for a in decisions.actions}
-    for row in done:
+    for row in done:  # what the undo's own undo needs: see run_files.py
         _count(result, row["action"])
-        by_action.setdefault(row["action"], []).append(
-            {"id": row["id"], "hash": row["hash"], "before": expected.get(row["id"])})
+        before = now[row["id"]]["hash"] if row["id"] in now else None
+        line = {"delete": {"id": row["id"], "before": before},
+                "restore": {"id": row["id"], "hash": row["hash"], "before": before},
+                "insert": {"id": row["id"], "xmin": row["hash"]}}[row["action"]]
+        by_action.setdefault(row["action"], []).append(line)
     for action, rows in by_action.items():
         files.record(info.name, _DONE_AS[action], rows)
     acted = {r["id"] for r in done}

@@ -12,24 +12,25 @@ UNDO_OF = {"inserted": "delete", "updated": "restore", "deleted": "insert"}
 
 @dataclass(frozen=True)
 class Entry:
-    """One manifest line: what the run did to a row, its hash as the run left it, and (updated, deleted) the hash
-    of its before-image."""
+    """One manifest line: what the run did to a row; an inserted row's ``xmin`` (the row version the run wrote), an
+    updated row's hash as the run left it, and (updated, deleted) the hash of its before-image."""
 
     table: str
     op: str
     id: str
     hash: str | None
     before: str | None
+    xmin: str | None = None
 
     @classmethod
     def of(cls, line: Mapping[str, Any]) -> Entry:
-        return cls(line["table"], line["op"], str(line["id"]), line.get("hash"), line.get("before"))
+        return cls(line["table"], line["op"], str(line["id"]), line.get("hash"), line.get("before"), line.get("xmin"))
 
 
 @dataclass(frozen=True)
 class Action:
-    """A row undo changes: ``action`` (UNDO_OF), its id, the hash prod must still hold (None for an insert: prod
-    must not hold the id) and the image to write back (restore, insert)."""
+    """A row undo changes: ``action`` (UNDO_OF), its id, what prod must still hold (a delete: the row's ``xmin``; a
+    restore: its hash; an insert: None, prod must not hold the id) and the image to write back (restore, insert)."""
 
     action: str
     id: str
@@ -44,9 +45,9 @@ class Decisions:
     left: dict[str, str] = field(default_factory=dict)
 
 
-def decide(entries: Sequence[Entry], now: Mapping[str, str], images: Mapping[tuple[str, str], Mapping[str, Any]],
-           referenced: Mapping[str, str]) -> Decisions:
-    """``now``: prod's rows of these ids (id -> hash); ``images``: the run's before-images by (id, hash);
+def decide(entries: Sequence[Entry], now: Mapping[str, tuple[str, str]],
+           images: Mapping[tuple[str, str], Mapping[str, Any]], referenced: Mapping[str, str]) -> Decisions:
+    """``now``: prod's rows of these ids (id -> (hash, xmin)); ``images``: the run's before-images by (id, hash);
     ``referenced``: ids another prod row references -> which table's."""
     out = Decisions()
     for entry in entries:
@@ -62,13 +63,13 @@ def decide(entries: Sequence[Entry], now: Mapping[str, str], images: Mapping[tup
             continue
         if current is None:
             out.left[entry.id] = "no longer in prod"
-        elif current != entry.hash:
+        elif (current[1] != entry.xmin) if entry.op == "inserted" else (current[0] != entry.hash):
             out.left[entry.id] = "changed in prod since the run"
         elif entry.op == "inserted":
             if entry.id in referenced:
                 out.left[entry.id] = f"referenced by a {referenced[entry.id]} row that stays in prod"
             else:
-                out.actions.append(Action("delete", entry.id, entry.hash))
+                out.actions.append(Action("delete", entry.id, entry.xmin))
         else:
             image = images.get((entry.id, entry.before or ""))
             if image is None:

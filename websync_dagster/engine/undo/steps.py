@@ -27,10 +27,11 @@ def _ids(info: TableInfo, ids: Sequence[str]) -> sql.Composed:
 
 
 def rows_now(info: TableInfo, ids: Sequence[str]) -> list[Step]:
-    """``now``: prod's rows of ``ids`` (``id``, ``hash``, ``row``: their image)."""
+    """``now``: prod's rows of ``ids`` (``id``, ``hash``, ``xmin``, ``row``: their image)."""
     key = sql.Identifier(_key(info))
     return [fixed_text_forms(), Query("now", sql.SQL(
-        "SELECT t.{k}::text AS id, {h} AS hash, {image} AS row FROM {t} AS t WHERE t.{k} = ANY({ids})"
+        "SELECT t.{k}::text AS id, {h} AS hash, t.xmin::text AS xmin, {image} AS row FROM {t} AS t "
+        "WHERE t.{k} = ANY({ids})"
     ).format(k=key, h=row_hash("t"), image=row_image(info.column_names, "t"), t=sql.Identifier(info.name),
              ids=_ids(info, ids)))]
 
@@ -78,15 +79,17 @@ def _unreferenced(info: TableInfo, refs: Sequence[Reference]) -> sql.Composable:
 
 def undo_steps(info: TableInfo, refs: Sequence[Reference], actions: Callable[[], Iterable[bytes]]) -> list[Step]:
     """One unit's transaction: the actions (a CSV of ``UNDO_COLUMNS``) staged, then each row deleted, restored from
-    its image, or inserted from it, only while prod holds it with the expected hash (an insert: while prod holds
-    no row of that id), a delete only while no prod row references the row; ``undone``: what was done."""
+    its image, or inserted from it, only while prod holds it as expected (a delete: the same ``xmin``; a restore:
+    the same hash; an insert: no row of that id), a delete only while no prod row references the row; ``undone``:
+    what was done (with the new hash of a restored row, the ``xmin`` of an inserted one)."""
     t, key = sql.Identifier(info.name), sql.Identifier(_key(info))
     key_type = sql.SQL(info.column(_key(info)).type)
     image = sql.SQL("u.image")
     columns = writable_columns(info)
     restore = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), from_image(info, c, image))
                                  for c in columns if c != _key(info))
-    same = sql.SQL("t.{k} = CAST(u.id AS {kt}) AND {h} = u.expect").format(k=key, kt=key_type, h=row_hash("t"))
+    this_row = sql.SQL("t.{k} = CAST(u.id AS {kt})").format(k=key, kt=key_type)
+    same = sql.SQL("{} AND {} = u.expect").format(this_row, row_hash("t"))
     return [
         fixed_text_forms(),
         advisory_lock(info.name),
@@ -95,19 +98,20 @@ def undo_steps(info: TableInfo, refs: Sequence[Reference], actions: Callable[[],
         CopyIn("staged", UNDO, UNDO_COLUMNS, actions),
         Statement(sql.SQL("CREATE TEMP TABLE {} (action text, id text, hash text) ON COMMIT DROP").format(UNDONE)),
         Statement(sql.SQL(
-            "WITH d AS (DELETE FROM {t} AS t USING {undo} AS u WHERE u.action = 'delete' AND {same} AND {free} "
-            "RETURNING u.id) INSERT INTO {undone} SELECT 'delete', id, NULL FROM d"
-        ).format(t=t, undo=UNDO, same=same, free=_unreferenced(info, refs), undone=UNDONE)),
+            "WITH d AS (DELETE FROM {t} AS t USING {undo} AS u WHERE u.action = 'delete' AND {row} "
+            "AND t.xmin::text = u.expect AND {free} RETURNING u.id) "
+            "INSERT INTO {undone} SELECT 'delete', id, NULL FROM d"
+        ).format(t=t, undo=UNDO, row=this_row, free=_unreferenced(info, refs), undone=UNDONE)),
         Statement(sql.SQL(
             "WITH r AS (UPDATE {t} AS t SET {restore} FROM {undo} AS u WHERE u.action = 'restore' AND {same} "
             "RETURNING u.id, {h} AS hash) INSERT INTO {undone} SELECT 'restore', id, hash FROM r"
         ).format(t=t, restore=restore, undo=UNDO, same=same, h=row_hash("t"), undone=UNDONE)),
         Statement(sql.SQL(
             "WITH i AS (INSERT INTO {t} AS t ({cols}) OVERRIDING SYSTEM VALUE SELECT {values} FROM {undo} AS u "
-            "WHERE u.action = 'insert' ON CONFLICT DO NOTHING RETURNING t.{k}::text AS id, {h} AS hash) "
-            "INSERT INTO {undone} SELECT 'insert', id, hash FROM i"
+            "WHERE u.action = 'insert' ON CONFLICT DO NOTHING RETURNING t.{k}::text AS id, t.xmin::text AS xmin) "
+            "INSERT INTO {undone} SELECT 'insert', id, xmin FROM i"
         ).format(t=t, cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
                  values=sql.SQL(", ").join(from_image(info, c, image) for c in columns), undo=UNDO, k=key,
-                 h=row_hash("t"), undone=UNDONE)),
+                 undone=UNDONE)),
         Query("undone", sql.SQL("SELECT action, id, hash FROM {}").format(UNDONE)),
     ]
