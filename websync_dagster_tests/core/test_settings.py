@@ -69,6 +69,11 @@ def test_good_values_are_read():
     ("WEBSYNC_WAIT_S", "forever", "WEBSYNC_WAIT_S must be a whole number of seconds (0 or more), not 'forever'"),
     ("VPS_PORT", "ssh", "VPS_PORT must be a TCP port number, not 'ssh'"),
     ("WEBSYNC_TABLES", " , ", "WEBSYNC_TABLES names no table (' , '): leave it unset to sync all four"),
+    ("WEBSYNC_UPDATE_NEWER", "web_page:updated_at", "WEBSYNC_UPDATE_NEWER: unknown table 'web_page': websync syncs "
+                                                    "web_sources, knowledge_base, web_pages, web_files"),
+    ("WEBSYNC_UPDATE_NEWER", "web_pages,web_pages:crawled_at", "WEBSYNC_UPDATE_NEWER names web_pages twice"),
+    ("WEBSYNC_UPDATE_NEWER", "knowledge_base_chunks", "WEBSYNC_UPDATE_NEWER: table knowledge_base_chunks is never "
+                                                      "synced: prod rebuilds it after a sync"),
     ("WEBSYNC_REINDEX_METHOD", "FETCH", "WEBSYNC_REINDEX_METHOD must be one of GET, POST, PUT, PATCH, DELETE, "
                                         "not 'FETCH'"),
     ("WEBSYNC_REINDEX_URL", "ftp://prod/reindex", "WEBSYNC_REINDEX_URL must be an http:// or https:// URL with a host, "
@@ -128,3 +133,11 @@ def test_overrides_win_over_the_environment(monkeypatch):
 def test_nothing_but_the_variables_given_is_read(monkeypatch):
     monkeypatch.setenv("WEBSYNC_WAIT_S", "forever")  # bad, but the settings are given a mapping instead
     assert _load().wait_s == 600
+
+
+def test_update_newer_names_each_table_with_its_version_column_updated_at_by_default():
+    settings = _load(WEBSYNC_UPDATE_NEWER=" web_pages , knowledge_base:version ,")
+    assert settings.update_newer == ("web_pages:updated_at", "knowledge_base:version")
+    assert settings.version_columns == {"web_pages": "updated_at", "knowledge_base": "version"}
+    assert _load().version_columns == {}  # insert-only unless a table opts in
+

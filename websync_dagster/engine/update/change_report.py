@@ -21,6 +21,8 @@ from websync_dagster.transport.base import ProdSession, Query
 
 #: rows of one read of both sides' images
 _READ_ROWS = 1000
+#: the columns-changed-together label of a row whose reported columns are all dev's already
+NO_COLUMN = "(no column)"
 
 
 def reported_columns(plan: TablePlan) -> list[str]:
@@ -51,7 +53,7 @@ class ChangeCounts:
         for column, n in changed.sum().items():
             if n:
                 self.columns[str(column)] = self.columns.get(str(column), 0) + int(n)
-        patterns = changed.apply(lambda r: ", ".join(c for c in columns if r[c]), axis=1).value_counts()
+        patterns = changed.apply(lambda r: ", ".join(c for c in columns if r[c]) or NO_COLUMN, axis=1).value_counts()
         for pattern, n in patterns.items():
             self.together[str(pattern)] = self.together.get(str(pattern), 0) + int(n)
 
