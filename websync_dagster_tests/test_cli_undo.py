@@ -58,3 +58,19 @@ def test_sync_update_newer_then_undo_dry_run_then_undo(sync_env, tmp_path):
     missing = websync(env, "undo", "no-such-run")
     assert missing.returncode == 1 and "no manifest for run no-such-run" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_update_newer_on_the_command_line_replaces_the_variable(tmp_path, monkeypatch):
+    from websync_dagster.cli.args import parse_args
+    from websync_dagster.cli.runner import prepare
+
+    env_file = tmp_path / "cli.env"
+    env_file.write_text("WEBSYNC_DEV_URL=postgresql://d@127.0.0.1:1/d\nWEBSYNC_PROD_URL=postgresql://p@127.0.0.1:1/p\n"
+                        "WEBSYNC_UPDATE_NEWER=knowledge_base\n")
+    for name in [k for k in os.environ if k.startswith(("WEBSYNC_", "VPS_"))]:
+        monkeypatch.delenv(name)
+    args = parse_args(["--update-newer", "web_pages", "sync", "--update-newer", "web_files:last_seen"])
+    settings, _ = prepare("sync", str(env_file), None, args.update_newer)
+    assert settings.version_columns == {"web_pages": "updated_at", "web_files": "last_seen"}
+    assert prepare("sync", str(env_file), None, None)[0].version_columns == {"knowledge_base": "updated_at"}
+    assert parse_args(["undo", "20261202_000000_0123456789ab", "--dry-run"]).run_id == "20261202_000000_0123456789ab"
