@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 
 from websync_dagster.core.errors import SyncError, first_line
 from websync_dagster.core.redact import Redactor, safe_url
@@ -25,6 +26,7 @@ from websync_dagster.transport.base import (
     lock_timeout_ms,
     session_application_name,
 )
+from websync_dagster.transport.batches import Batch, batches
 
 CONNECT_TIMEOUT_S = 15
 #: TCP keepalives, both ways: libpq notices a dead prod or link, prod notices a vanished client host
@@ -91,6 +93,10 @@ class PsycopgSession(ProdSession):
 
     supports_fast_path = True
 
+    #: a transaction's statements and queries sent in as few round trips as possible (transport/batches.py); False:
+    #: one round trip each, in psycopg's transaction block (what ``benchmarks/round_trips.py`` compares)
+    batched: bool = True
+
     def __init__(self, conn: psycopg.Connection, name: str = "direct") -> None:
         self.conn = conn
         self.name = name
@@ -115,15 +121,42 @@ class PsycopgSession(ProdSession):
     def run_transaction(self, steps: Sequence[Step]) -> Results:
         check_step_names(steps)
         results = Results()
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            try:
-                for step in steps:
-                    self._run_step(cur, step, results)
-            except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    self._abandon()
-                raise
+        if not self.conn.autocommit or not self.batched:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                try:
+                    for step in steps:
+                        self._run_step(cur, step, results)
+                except BaseException as exc:
+                    if not isinstance(exc, Exception):
+                        self._abandon()
+                    raise
+            return results
+        try:
+            with self.conn.cursor() as cur:
+                for exchange in batches(steps):
+                    if isinstance(exchange, Batch):
+                        self._run_batch(cur, exchange, results)
+                    else:
+                        self._run_step(cur, exchange, results)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                self._abandon()
+            elif not self.conn.closed and self.conn.info.transaction_status != TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    self.conn.execute("ROLLBACK")
+            raise
         return results
+
+    def _run_batch(self, cur: psycopg.Cursor[Any], batch: Batch, results: Results) -> None:
+        """One query string (transport/batches.py); each statement's result read in order, a query's rows kept."""
+        cur.execute(sql.SQL(";\n").join(batch.texts), prepare=False)
+        for n in range(len(batch.texts)):
+            if n:
+                cur.nextset()
+            i = n - batch.offset
+            if 0 <= i < len(batch.steps) and isinstance(step := batch.steps[i], Query):
+                row = cur.fetchone()
+                results[step.name] = row[0] if row else []
 
     @staticmethod
     def _run_step(cur: psycopg.Cursor[Any], step: Step, results: Results) -> None:
