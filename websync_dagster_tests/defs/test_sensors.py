@@ -109,6 +109,26 @@ def test_auto_sync_requests_one_run_per_drift(sync_env, monkeypatch):
     assert after.run_requests[0].run_key != first.run_requests[0].run_key
 
 
+def test_auto_sync_requests_a_run_for_rows_newer_in_dev_only_in_a_table_opted_in(sync_env, monkeypatch):
+    monkeypatch.setenv("WEBSYNC_DIFF_AUTO_SYNC", "1")
+    sync_all(sync_env.settings())
+    plain = _evaluate(sync_env)
+    monkeypatch.setenv("WEBSYNC_UPDATE_NEWER", "web_pages")
+    opted = _evaluate(sync_env)
+    with sync_env.dev() as dev:  # dev re-crawls three pages: newer in dev
+        dev.execute("UPDATE web_pages SET extracted_text = extracted_text || ' (re-crawled)' WHERE id IN "
+                    "(SELECT id FROM web_pages ORDER BY id LIMIT 3)")
+    recrawled = _evaluate(sync_env, cursor=opted.cursor)
+    pages = next(o for o in recrawled.asset_events if o.asset_key.path[0] == "web_pages")
+    assert (pages.metadata["newer_in_dev"].value, pages.metadata["newer_in_prod"].value) == (3, 0)
+    assert recrawled.run_requests[0].run_key != opted.run_requests[0].run_key  # a new drift: a new run
+    monkeypatch.delenv("WEBSYNC_UPDATE_NEWER")
+    insert_only = _evaluate(sync_env, cursor=plain.cursor)
+    assert insert_only.run_requests[0].run_key == plain.run_requests[0].run_key  # nothing a sync would ship
+    assert "newer_in_dev" not in next(o for o in insert_only.asset_events if o.asset_key.path[0] == "web_pages"
+                                      ).metadata
+
+
 @pytest.mark.parametrize("mode", ["diff"])
 def test_diff_job_and_cli_print_the_same_table(sync_env, capsys, mode):
     from websync_dagster.cli import main as websync_main
