@@ -35,15 +35,17 @@ def _tables_option() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     common, tables = _common_options(), _tables_option()
     parser = argparse.ArgumentParser(
-        prog="websync", description="Insert-only sync of dev's crawled content into prod, run as Dagster jobs on "
-        "the DAGSTER_HOME instance (so the UI shows every run). The runbook's --export, --status and --diff work too.",
+        prog="websync", description="Insert-only sync of dev's crawled content into prod (newer-wins updates where a "
+        "table opts in, undone by `websync undo`), run as Dagster jobs on the DAGSTER_HOME instance (so the UI shows "
+        "every run). The runbook's --export, --status and --diff work too.",
         epilog="Exit status: 0 every table completed (rejected rows are reported, not failures); 1 a table failed; "
         "2 bad configuration; 130 interrupted (Ctrl-C, SIGINT); 143 stopped by SIGTERM (cron, systemd, docker stop).")
     parser.add_argument("--version", action="version", version=f"websync {package_version()}")
     commands = parser.add_subparsers(dest="mode", metavar="{sync,export,status,diff,undo}")
     sync = commands.add_parser("sync", parents=[common, tables], help="export the rows prod lacks and insert them "
                                "(default)", description="websync_job: per table in FK order, export from dev the rows "
-                               "prod lacks and insert them into prod, insert-only.")
+                               "prod lacks and insert them into prod, insert-only (unless --update-newer or "
+                               "WEBSYNC_UPDATE_NEWER opts a table in).")
     sync.add_argument("--dry-run", action="store_true", help="read both sides and say per table what would be "
                       "inserted, skipped and sent; write nothing to prod and run no Dagster job")
     sync.add_argument("--update-newer", action="append", metavar="TABLE[:COLUMN]",

@@ -1,4 +1,5 @@
-"""Per table: ``<table>/export`` (dev -> CSV) and ``<table>/prod_upserted`` (insert-only load into prod),
+"""Per table: ``<table>/export`` (dev -> CSV) and ``<table>/prod_upserted`` (insert-only load into prod, with the
+newer-wins updates of a table opted in by WEBSYNC_UPDATE_NEWER),
 then ``prod/reindex_requested``.
 
 The prod assets depend on the prod assets of the tables they reference, so the lineage graph is the
@@ -70,8 +71,10 @@ def _table_specs(table: str, freshness: FreshnessPolicy | None) -> list[AssetSpe
         AssetSpec(prod_key(table), group_name=table, kinds={"postgres"},
                   deps=[export_key(table), *(prod_key(t) for t in DECLARED_DEPS[table])],
                   freshness_policy=freshness,
-                  description=f"Rows of {table} that prod lacked, inserted into prod (insert-only), in commit units: "
-                              "a failure rolls back the unit in flight, the units committed before stay."),
+                  description=f"Rows of {table} that prod lacked, inserted into prod, in commit units: a failure rolls "
+                              "back the unit in flight, the units committed before stay. Insert-only unless "
+                              "WEBSYNC_UPDATE_NEWER opts the table in: then the rows dev holds newer are updated "
+                              "too, their before-images kept for undo_job."),
     ]
 
 

@@ -34,7 +34,8 @@ def build_asset_jobs(tables: Sequence[str]) -> AssetJobs:
     return AssetJobs(
         websync_job=define_asset_job(
             "websync_job", selection=sync, executor_def=in_process_executor,
-            description="Export from dev the rows prod lacks, then insert them into prod (insert-only), in FK order.",
+            description="Export from dev the rows prod lacks, then insert them into prod, in FK order (insert-only, "
+                        "unless WEBSYNC_UPDATE_NEWER opts a table in to newer-wins updates).",
         ),
         export_job=define_asset_job(
             "export_job", selection=AssetSelection.assets(*[export_key(t) for t in tables]),
