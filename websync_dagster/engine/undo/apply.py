@@ -79,6 +79,8 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
         raise SyncError(f"undo of run {run_id}: prod has no table {', '.join(missing)}")
     order = fk_order(catalog)
     files = None if dry_run else ctx.run_files(undo_run_id)
+    if files is not None:
+        files.start()  # an undo that changes nothing still has a manifest: undoing it is then nothing to do
     results = {t: UndoTable(t, dry_run=dry_run) for t in order}
     errors: list[TableSyncError] = []
     phases = [(reversed(order), ("inserted",)), (order, ("updated", "deleted"))]
