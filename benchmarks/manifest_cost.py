@@ -11,7 +11,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
@@ -21,13 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.dataset import generate_scaled  # noqa: E402
-from benchmarks.run import Bench  # noqa: E402
+from benchmarks.run import Bench, engine_sync  # noqa: E402
 from websync_dagster.core.settings import load_settings  # noqa: E402
-from websync_dagster.core.tables import DECLARED_DEPS  # noqa: E402
-from websync_dagster.engine.context import SyncContext  # noqa: E402
 from websync_dagster.engine.load import staged, steps  # noqa: E402
 from websync_dagster.engine.plan import TablePlan  # noqa: E402
-from websync_dagster.engine.run import run_tables  # noqa: E402
 from websync_dagster.transport.base import Query, Step  # noqa: E402
 
 WITH_MANIFEST = steps.landed_rows
@@ -42,13 +38,7 @@ def full_sync(bench: Bench, dev_url: str, n: int) -> float:
     prod_url = bench.fresh(bench.prod, "p")
     settings = load_settings({"WEBSYNC_DEV_URL": dev_url, "WEBSYNC_PROD_URL": prod_url,
                               "WEBSYNC_EXPORT_DIR": str(bench.work / f"exports{n}")}, env_file=None)
-    bench.settle()
-    started = time.perf_counter()
-    with SyncContext(settings) as ctx:
-        runs = list(run_tables(ctx, export=settings.tables, load=settings.tables, declared_deps=DECLARED_DEPS))
-    seconds = time.perf_counter() - started
-    if any(r.error is not None for r in runs):
-        raise RuntimeError([str(r.error) for r in runs if r.error is not None])
+    seconds, _ = engine_sync(bench, settings)
     bench.drop(prod_url)
     return seconds
 

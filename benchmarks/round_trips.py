@@ -12,7 +12,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
@@ -21,12 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.dataset import generate_scaled  # noqa: E402
-from benchmarks.run import PASSWORD, Bench  # noqa: E402
+from benchmarks.run import PASSWORD, Bench, engine_sync  # noqa: E402
 from benchmarks.vps_link import Vps, open_vps  # noqa: E402
 from websync_dagster.core.settings import load_settings  # noqa: E402
-from websync_dagster.core.tables import DECLARED_DEPS  # noqa: E402
-from websync_dagster.engine.context import SyncContext  # noqa: E402
-from websync_dagster.engine.run import run_tables  # noqa: E402
 from websync_dagster.transport.direct import PsycopgSession  # noqa: E402
 
 
@@ -35,13 +31,7 @@ def full_sync(bench: Bench, vps: Vps, dev_url: str, n: int) -> dict[str, float]:
     url, via = vps.via("ssh_tunnel", prod_url)
     settings = load_settings({"WEBSYNC_DEV_URL": dev_url, "WEBSYNC_PROD_URL": url,
                               "WEBSYNC_EXPORT_DIR": str(bench.work / f"exports{n}"), **via}, env_file=None)
-    bench.settle()
-    started = time.perf_counter()
-    with SyncContext(settings) as ctx:
-        runs = list(run_tables(ctx, export=settings.tables, load=settings.tables, declared_deps=DECLARED_DEPS))
-    seconds = time.perf_counter() - started
-    if any(r.error is not None for r in runs):
-        raise RuntimeError([str(r.error) for r in runs if r.error is not None])
+    seconds, runs = engine_sync(bench, settings)
     commits = sum(r.load.result.commits for r in runs if r.load is not None)
     bench.drop(prod_url)
     return {"seconds": seconds, "commits": commits}

@@ -44,13 +44,14 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.dataset import Scale, generate, generate_scaled  # noqa: E402
 from benchmarks.vps_link import link_report, measure_link  # noqa: E402
-from websync_dagster.core.settings import load_settings  # noqa: E402
-from websync_dagster.core.tables import DEFAULT_TABLES  # noqa: E402
+from websync_dagster.core.settings import Settings, load_settings  # noqa: E402
+from websync_dagster.core.tables import DECLARED_DEPS, DEFAULT_TABLES  # noqa: E402
 from websync_dagster.demo.postgres import EmbeddedPostgres  # noqa: E402
 from websync_dagster.demo.sample_schema import schema_ddl  # noqa: E402
 from websync_dagster.demo.sshd import SshServer, start_sshd  # noqa: E402
 from websync_dagster.engine.context import SyncContext  # noqa: E402
-from websync_dagster.engine.run import run_diff  # noqa: E402
+from websync_dagster.engine.run import run_diff, run_tables  # noqa: E402
+from websync_dagster.engine.table_run import TableRun  # noqa: E402
 
 PASSWORD = "bench-pw-3141"
 
@@ -106,6 +107,19 @@ class Bench:
         with psycopg.connect(dev_url) as d, psycopg.connect(prod_url) as p:
             prod_cols = {r[0] for r in p.execute(query, [table])}
             return [r[0] for r in d.execute(query, [table]) if r[0] in prod_cols]
+
+
+def engine_sync(bench: Bench, settings: Settings) -> tuple[float, list[TableRun]]:
+    """The engine's whole sync (``run_tables`` as websync_job runs it, without Dagster), timed after
+    ``bench.settle()``: its seconds and each table's run; a table's error is raised."""
+    bench.settle()
+    started = time.perf_counter()
+    with SyncContext(settings) as ctx:
+        runs = list(run_tables(ctx, export=settings.tables, load=settings.tables, declared_deps=DECLARED_DEPS))
+    seconds = time.perf_counter() - started
+    if any(r.error is not None for r in runs):
+        raise RuntimeError([str(r.error) for r in runs if r.error is not None])
+    return seconds, runs
 
 
 def raw_copy(bench: Bench, dev_url: str, prod_url: str) -> dict:
