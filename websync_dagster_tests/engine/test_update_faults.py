@@ -191,3 +191,22 @@ def test_an_update_prod_refuses_is_rejected_with_its_reason_and_one_clashing_on_
     (reject,) = [json.loads(line) for line in Path(update.reject_file).read_text(encoding="utf-8").splitlines()]
     assert reject["id"] == refused and "no_zip" in reject["reason"] and reject["row"]["file_type"] == "zip"
     assert run_id in update.reject_file and update.reject_file.endswith(".update.rejects.jsonl")
+
+
+def test_a_row_prod_deletes_while_the_run_looks_at_it_is_left_as_prod_has_it_not_lost(sync_env, monkeypatch):
+    sync_all(sync_env.settings())
+    files = _newer_files(sync_env, 3)
+    real = units.find_newer
+
+    def then_prod_deletes_one(dev, session, plan):
+        newer = real(dev, session, plan)
+        with psycopg.connect(sync_env.prod_url, autocommit=True) as prod:
+            prod.execute("SET session_replication_role = replica")  # prod's app, past the test's guard
+            prod.execute("DELETE FROM web_files WHERE id = %s", [newer.ids[0]])
+        return newer
+
+    monkeypatch.setattr(units, "find_newer", then_prod_deletes_one)
+    _, runs = _sync(sync_env.settings(WEBSYNC_UPDATE_NEWER="web_files"))
+    update = runs["web_files"].update
+    assert (update.updated, update.left_unchanged, update.lost) == (2, 1, 0) and runs["web_files"].landed
+    del files

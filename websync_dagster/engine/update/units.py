@@ -86,13 +86,13 @@ def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 def _explain(session: ProdSession, plan: TablePlan, ids: Sequence[str], hashes: dict[str, str],
              result: UpdateResult) -> None:
-    """The rows of a unit it did not update, nor refused: prod changed them since their before-image (left as prod
-    has them), or else the update was swallowed (``lost``). Read only for those rows, after the commit."""
+    """The rows of a unit it did not update, nor refused: prod changed or deleted them since their before-image (left
+    as prod has them), or else the update was swallowed (``lost``). Read only for those rows, after the commit."""
     if not ids:
         return
     now = {r["id"]: r["hash"] for r in session.run_transaction(before_images(plan, ids)).rows("before")}
     for row_id in ids:
-        if now.get(row_id) != hashes.get(row_id):
+        if row_id not in hashes or now.get(row_id) != hashes[row_id]:  # gone from prod, or changed there
             result.left_unchanged += 1
         else:
             result.lost += 1
@@ -120,14 +120,14 @@ def update_newer(dev: psycopg.Connection, session: ProdSession, plan: TablePlan,
                                                            lambda expected=expected: [expected],
                                                            with_content=rejects.content_budget))
         updated = results.rows("updated")
+        files.record(plan.table, "updated", [{**u, "before": hashes.get(u["id"])} for u in updated])
+        result.commits += 1
+        result.bytes += len(rows)
         if updated:
             columns = reported_columns(plan)
             done = {u["id"] for u in updated}
             result.changes.add(dev_images(dev, plan, sorted(done), columns),
                                {i["id"]: i["row"] for i in images if i["id"] in done}, columns)
-        result.commits += 1
-        result.bytes += len(rows)
-        files.record(plan.table, "updated", [{**u, "before": hashes.get(u["id"])} for u in updated])
         refused = [r for r in results.rows("rejects") if r.get("state") != _UNIQUE_VIOLATION]
         for r in results.rows("rejects"):
             if r.get("state") == _UNIQUE_VIOLATION:
