@@ -51,3 +51,20 @@ def from_image(info: TableInfo, column: str, image: sql.Composable) -> sql.Compo
 def writable_columns(info: TableInfo) -> list[str]:
     """The columns a restore or re-insert writes: all but the ones prod generates."""
     return [c.name for c in info.columns if not c.generated]
+
+
+def key_array(ids: Sequence[str], key_type: str) -> sql.Composed:
+    """``ids`` (text) as an array of the key's type, so that ``key = ANY(...)`` finds the rows by the key's index."""
+    return sql.SQL("CAST({} AS {}[])").format(sql.Literal(list(ids)), sql.SQL(key_type))
+
+
+def images_query(table: str, key: str, key_type: str, ids: Sequence[str], columns: Sequence[str], *,
+                 with_hash: bool = False, with_xmin: bool = False) -> sql.Composed:
+    """The rows of ``ids``: ``id``, (``hash``), (``xmin``) and ``row``, the image of ``columns``; to be read under
+    ``fixed_text_forms``."""
+    extra = [sql.SQL("{} AS hash").format(row_hash("t"))] if with_hash else []
+    extra += [sql.SQL("t.xmin::text AS xmin")] if with_xmin else []
+    return sql.SQL("SELECT t.{k}::text AS id, {extra}{image} AS row FROM {t} AS t WHERE t.{k} = ANY({ids})").format(
+        k=sql.Identifier(key), extra=sql.SQL("").join(sql.SQL("{}, ").format(e) for e in extra),
+        image=row_image(columns, "t"), t=sql.Identifier(table), ids=key_array(ids, key_type))
+

@@ -9,7 +9,14 @@ from psycopg import sql
 
 from websync_dagster.engine.catalog import TableInfo
 from websync_dagster.engine.load.steps import advisory_lock
-from websync_dagster.engine.row_image import fixed_text_forms, from_image, row_hash, row_image, writable_columns
+from websync_dagster.engine.row_image import (
+    fixed_text_forms,
+    from_image,
+    images_query,
+    key_array,
+    row_hash,
+    writable_columns,
+)
 from websync_dagster.transport.base import CopyIn, Query, Statement, Step
 
 UNDO = sql.Identifier("pg_temp", "_ws_undo")
@@ -23,17 +30,14 @@ def _key(info: TableInfo) -> str:
 
 
 def _ids(info: TableInfo, ids: Sequence[str]) -> sql.Composed:
-    return sql.SQL("CAST({} AS {}[])").format(sql.Literal(list(ids)), sql.SQL(info.column(_key(info)).type))
+    return key_array(ids, info.column(_key(info)).type)
 
 
 def rows_now(info: TableInfo, ids: Sequence[str]) -> list[Step]:
     """``now``: prod's rows of ``ids`` (``id``, ``hash``, ``xmin``, ``row``: their image)."""
-    key = sql.Identifier(_key(info))
-    return [fixed_text_forms(), Query("now", sql.SQL(
-        "SELECT t.{k}::text AS id, {h} AS hash, t.xmin::text AS xmin, {image} AS row FROM {t} AS t "
-        "WHERE t.{k} = ANY({ids})"
-    ).format(k=key, h=row_hash("t"), image=row_image(info.column_names, "t"), t=sql.Identifier(info.name),
-             ids=_ids(info, ids)))]
+    key = _key(info)
+    return [fixed_text_forms(), Query("now", images_query(info.name, key, info.column(key).type, ids,
+                                                          info.column_names, with_hash=True, with_xmin=True))]
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from websync_dagster.engine.plan import TablePlan
-from websync_dagster.engine.row_image import fixed_text_forms, row_image
+from websync_dagster.engine.row_image import fixed_text_forms, images_query
 from websync_dagster.transport.base import ProdSession, Query
 
 #: rows of one read of both sides' images
@@ -62,19 +61,13 @@ class ChangeCounts:
                 "together": dict(sorted(self.together.items(), key=lambda kv: -kv[1]))}
 
 
-def _select(plan: TablePlan, columns: Sequence[str], ids: Sequence[str], key_type: str) -> sql.Composed:
-    return sql.SQL("SELECT t.{k}::text AS id, {image} AS row FROM {t} AS t WHERE t.{k} = ANY(CAST({ids} AS {kt}[]))"
-                   ).format(k=sql.Identifier(plan.key), image=row_image(columns, "t"), t=sql.Identifier(plan.table),
-                            ids=sql.Literal(list(ids)), kt=sql.SQL(key_type))
-
-
 def dev_images(dev: psycopg.Connection, plan: TablePlan, ids: Sequence[str], columns: Sequence[str]
                ) -> dict[str, dict[str, Any]]:
     """Dev's rows of ``ids``, each column's text form under the fixed settings."""
     key_type = (plan.dev or plan.prod).column(plan.key).type
     with dev.transaction(), dev.cursor() as cur:
         cur.execute(fixed_text_forms().query)
-        cur.execute(_select(plan, columns, ids, key_type))
+        cur.execute(images_query(plan.table, plan.key, key_type, ids, columns))
         return {i: row for i, row in cur.fetchall()}
 
 
@@ -83,7 +76,7 @@ def change_report(dev: psycopg.Connection, prod: ProdSession, plan: TablePlan, i
     counts, columns = ChangeCounts(), reported_columns(plan)
     for start in range(0, len(ids), _READ_ROWS):
         chunk = ids[start:start + _READ_ROWS]
-        prod_rows = prod.run_transaction([fixed_text_forms(), Query("images", _select(
-            plan, columns, chunk, plan.prod.column(plan.key).type))]).rows("images")
+        prod_rows = prod.run_transaction([fixed_text_forms(), Query("images", images_query(
+            plan.table, plan.key, plan.prod.column(plan.key).type, chunk, columns))]).rows("images")
         counts.add(dev_images(dev, plan, chunk, columns), {r["id"]: r["row"] for r in prod_rows}, columns)
     return counts.to_dict()

@@ -11,7 +11,7 @@ from websync_dagster.engine.load.staged import block_settings, rejects_query, st
 from websync_dagster.engine.load.steps import advisory_lock
 from websync_dagster.engine.load.temp_tables import PROBE
 from websync_dagster.engine.plan import TablePlan
-from websync_dagster.engine.row_image import fixed_text_forms, row_hash, row_image
+from websync_dagster.engine.row_image import fixed_text_forms, images_query, row_hash
 from websync_dagster.transport.base import CopyIn, Query, Statement, Step
 
 #: the before-image hash of each row of the unit (``id``, ``hash``): a row is updated only while prod holds it so
@@ -20,17 +20,10 @@ EXPECTED = sql.Identifier("pg_temp", "_ws_expected")
 UPDATED = sql.Identifier("pg_temp", "_ws_updated")
 
 
-def _ids(plan: TablePlan, ids: Sequence[str]) -> sql.Composed:
-    """``ids`` (text) as an array of prod's key type: the key's index finds the rows."""
-    return sql.SQL("CAST({} AS {}[])").format(sql.Literal(list(ids)), sql.SQL(plan.prod.column(plan.key).type))
-
-
 def before_images(plan: TablePlan, ids: Sequence[str]) -> list[Step]:
     """Prod's rows of ``ids`` now (``before``: ``id``, ``hash``, ``row``: every column's text form)."""
-    return [fixed_text_forms(), Query("before", sql.SQL(
-        "SELECT t.{k}::text AS id, {h} AS hash, {image} AS row FROM {t} AS t WHERE t.{k} = ANY({ids})"
-    ).format(k=sql.Identifier(plan.key), h=row_hash("t"), image=row_image(plan.prod.column_names, "t"),
-             t=sql.Identifier(plan.table), ids=_ids(plan, ids)))]
+    return [fixed_text_forms(), Query("before", images_query(
+        plan.table, plan.key, plan.prod.column(plan.key).type, ids, plan.prod.column_names, with_hash=True))]
 
 
 def _update_range(plan: TablePlan) -> sql.Composed:

@@ -19,6 +19,7 @@ from websync_dagster.engine.export import select_list
 from websync_dagster.engine.load.rejects import RejectFile
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
+from websync_dagster.engine.row_image import key_array
 from websync_dagster.engine.run_files import RunFiles
 from websync_dagster.engine.update.candidates import find_newer
 from websync_dagster.engine.update.change_report import ChangeCounts, dev_images, reported_columns
@@ -63,10 +64,10 @@ class UpdateResult:
 def _dev_rows(dev: psycopg.Connection, plan: TablePlan, ids: Sequence[str]) -> bytes:
     """Dev's rows of ``ids``, as the export writes them (shipped columns, the table's overrides), CSV with header."""
     key_type = plan.dev.column(plan.key).type if plan.dev is not None else plan.prod.column(plan.key).type
-    query = sql.SQL("COPY (SELECT {} FROM {} AS t WHERE t.{} = ANY(CAST({} AS {}[])) ORDER BY t.{}) TO STDOUT "
+    query = sql.SQL("COPY (SELECT {} FROM {} AS t WHERE t.{} = ANY({}) ORDER BY t.{}) TO STDOUT "
                     "(FORMAT csv, HEADER true)").format(
         select_list(plan.shipped, plan.overrides), sql.Identifier(plan.table), sql.Identifier(plan.key),
-        sql.Literal(list(ids)), sql.SQL(key_type), sql.Identifier(plan.key))
+        key_array(ids, key_type), sql.Identifier(plan.key))
     with dev.cursor() as cur, cur.copy(query) as copy:
         return b"".join(bytes(chunk) for chunk in copy)
 
