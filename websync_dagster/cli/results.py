@@ -15,6 +15,7 @@ from websync_dagster.core.redact import Redactor
 from websync_dagster.core.report import text_table
 from websync_dagster.core.tables import DEFAULT_TABLES
 from websync_dagster.defs.failures import ERRORS_KEY, Problem, problem_line
+from websync_dagster.engine.undo.apply import text_row
 
 if TYPE_CHECKING:
     from dagster import ExecuteInProcessResult
@@ -60,8 +61,7 @@ def summary_rows(mode: str, result: ExecuteInProcessResult, *, full: bool = Fals
         ]
     if mode == "undo":
         rows = result.output_for_node("undo_run") if result.success else []
-        return rows if full else [{**{k: v for k, v in r.items() if k != "left"}, "reasons": "; ".join(r["reasons"])}
-                                  for r in rows]
+        return rows if full else [text_row(r) for r in rows]
     if mode == "status":
         counts = result.output_for_node("prod_status") if result.success else {}
         rows = [{"table": t, "prod rows": n} for t, n in counts.items()]

@@ -28,7 +28,7 @@ from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.dry_run import dry_run
 from websync_dagster.engine.run import run_diff
 from websync_dagster.engine.run_id import new_run_id
-from websync_dagster.engine.undo.apply import undo_run
+from websync_dagster.engine.undo.apply import text_row, undo_run
 
 JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job", "undo": "undo_job"}
 DEFAULT_ENV_FILE = ".env"
@@ -152,8 +152,7 @@ def run_undo_dry(settings: Settings, run_id: str, as_json: bool, redact: Redacto
     except SyncError as exc:
         view.error(redact(str(exc)))
         return FAILED
-    print_rows([{**t.to_dict(), "reasons": "; ".join(t.to_dict()["reasons"])} if not as_json else
-                {**t.to_dict(), "left": t.left} for t in tables], as_json, redact)
+    print_rows([t.to_dict() if as_json else text_row(t.to_dict()) for t in tables], as_json, redact)
     return 0
 
 

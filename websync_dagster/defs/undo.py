@@ -21,7 +21,7 @@ from websync_dagster.core.report import markdown_table
 from websync_dagster.defs.failures import as_failure
 from websync_dagster.defs.log_events import to_log
 from websync_dagster.defs.resources import WebsyncResource
-from websync_dagster.engine.undo.apply import undo_run
+from websync_dagster.engine.undo.apply import text_row, undo_run
 
 UNDO_OP = "undo_run"
 
@@ -42,15 +42,14 @@ def build_undo_job() -> JobDefinition:
         with as_failure(websync):
             tables = undo_run(websync.sync_context(), config.run_id, undo_run_id=context.run_id,
                               dry_run=config.dry_run, report=to_log(context.log))
-        rows = [{**t.to_dict(), "left": t.left} for t in tables]
+        rows = [t.to_dict() for t in tables]
         left = [{"table": t.table, "id": i, "why": why} for t in tables for i, why in sorted(t.left.items())]
         files = {t.table: t.before_image_file for t in tables if t.before_image_file}
         manifest = websync.sync_context().run_files(context.run_id).manifest_file()
         return Output(rows, metadata={
             "undone_run": config.run_id,
             "dry_run": config.dry_run,
-            "undo": MetadataValue.md(markdown_table([t.to_dict() | {"reasons": "; ".join(t.to_dict()["reasons"])}
-                                                     for t in tables])),
+            "undo": MetadataValue.md(markdown_table([text_row(r) for r in rows])),
             "left_alone": MetadataValue.md(markdown_table(left[:200])) if left else "none",
             "before_image_files": MetadataValue.json(files),
             "manifest_file": manifest or "",

@@ -43,10 +43,18 @@ class UndoTable:
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, object]:
+        """The table's figures, the reasons and each row left alone (``left``: id -> why): ``--json``, the op's
+        output; ``text_row`` makes a table row of it."""
         verb = "would " if self.dry_run else ""
         return {"table": self.table, f"{verb}delete": self.deleted, f"{verb}restore": self.restored,
                 f"{verb}insert": self.inserted, "left alone": len(self.left),
-                "reasons": sorted(set(self.left.values()))}
+                "reasons": sorted(set(self.left.values())), "left": dict(self.left)}
+
+
+def text_row(row: dict[str, object]) -> dict[str, object]:
+    """An ``UndoTable.to_dict()`` as a row of the printed table: the reasons in one cell, the ids left out."""
+    reasons = row.get("reasons") or []
+    return {**{k: v for k, v in row.items() if k != "left"}, "reasons": "; ".join(map(str, reasons))}
 
 
 def _chunks(entries: Sequence[Entry], size: int) -> Iterator[Sequence[Entry]]:
