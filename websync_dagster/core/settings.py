@@ -135,6 +135,9 @@ class Settings(_Variables):
                                  description="known_hosts file the SSH host key is checked against")
     vps_host_key_sha256: str | None = Field(None, validation_alias="VPS_HOST_KEY_SHA256",
                                             description="pinned SHA256 fingerprint of the SSH host key")
+    prod_psql_per_transaction: Switch = Field(
+        False, validation_alias="WEBSYNC_PROD_PSQL_PER_TRANSACTION",
+        description="ssh_psql starts a psql per transaction (else one serves a session, where the VPS has GNU head)")
     ssh_compression_level: ZlibLevel = Field(6, validation_alias="WEBSYNC_SSH_COMPRESSION_LEVEL",
                                              description="zlib level of SSH compression (0: none)")
     reindex_url: str | None = Field(None, validation_alias="WEBSYNC_REINDEX_URL",

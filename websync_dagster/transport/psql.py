@@ -41,6 +41,7 @@ from websync_dagster.transport.base import (
     session_application_name,
 )
 from websync_dagster.transport.direct import session_timeouts
+from websync_dagster.transport.psql_channel import OnePsql
 from websync_dagster.transport.psql_errors import PsqlError, psql_error
 from websync_dagster.transport.psql_script import (
     DONE,
@@ -64,7 +65,7 @@ class PsqlSession(ProdSession):
     name = "ssh_psql"
 
     def __init__(self, ssh: SshConnection, command: str, compression: str, idle_timeout_s: int = 60,
-                 lock_timeout_s: float = 600, application_name: str = "websync") -> None:
+                 lock_timeout_s: float = 600, application_name: str = "websync", one_psql: bool = False) -> None:
         """Every psql this session starts first sets websync's own timeouts (``session_timeouts``, as the
         psycopg sessions do), whatever prod's database or role sets: no ``statement_timeout`` (a load takes as
         long as its data), ``lock_timeout`` of ``lock_timeout_s`` (WEBSYNC_WAIT_S: a lock prod holds elsewhere
@@ -73,14 +74,34 @@ class PsqlSession(ProdSession):
         ``idle_in_transaction_session_timeout`` of ``idle_timeout_s`` (prod ends the transaction if psql
         waits that long for the rest of a script: the client paused or gone), and ``application_name``, by
         which another session finds this one's backends (``SET`` in the script: the remote command is the
-        user's, and ``docker exec`` passes no PGOPTIONS)."""
+        user's, and ``docker exec`` passes no PGOPTIONS).
+
+        ``one_psql``: one psql serves the whole session (``psql_channel.py``; the VPS needs GNU ``head``), its
+        timeouts set once; else each transaction and query starts its own psql on a new exec channel."""
         self.ssh = ssh
         self.command = command
         self.compression = compression
-        self.raw_bytes = 0
-        self.sent_bytes = 0
+        self._raw_bytes = 0
+        self._sent_bytes = 0
         self.timeouts = session_timeouts(idle_timeout_s=idle_timeout_s, wait_s=lock_timeout_s)
         self.application_name = application_name
+        self.one: OnePsql | None = (OnePsql(ssh.open_exec, self._psql(), compression, self._prelude(),
+                                            lambda ended: self._fail(ended.status, ended.stderr))
+                                    if one_psql else None)
+
+    @property
+    def one_psql(self) -> bool:
+        return self.one is not None
+
+    @property
+    def raw_bytes(self) -> int:
+        """Bytes of the scripts sent to prod, before compression."""
+        return self._raw_bytes + (self.one.raw_bytes if self.one else 0)
+
+    @property
+    def sent_bytes(self) -> int:
+        """Bytes of the scripts sent to prod, compressed."""
+        return self._sent_bytes + (self.one.sent_bytes if self.one else 0)
 
     def connection_lost(self, exc: BaseException) -> bool:
         """Also: the SSH connection that carries psql is gone (its scripts cannot have committed)."""
@@ -109,6 +130,9 @@ class PsqlSession(ProdSession):
 
     def check_reachable(self) -> None:
         """Fail now, with psql's own words, if the remote command cannot reach the database."""
+        if self.one is not None:
+            self.one.start()
+            return
         probe = self.ssh.run(self._psql(), self._prelude() + b"SELECT 1;\n")
         if probe.status != 0:
             raise self._fail(probe.status, probe.stderr)
@@ -120,6 +144,8 @@ class PsqlSession(ProdSession):
         return result.stdout
 
     def query(self, query: sql.Composable) -> list[dict[str, Any]]:
+        if self.one is not None:
+            return self.run_transaction([Query("rows", query)]).rows("rows")
         out = self._run_script((sql_text(as_json_rows(query)) + ";\n").encode())
         text = out.decode("utf-8").strip()
         if not text:
@@ -127,6 +153,12 @@ class PsqlSession(ProdSession):
         return json.loads(text)
 
     def copy_out(self, query: sql.Composable) -> Iterator[bytes]:
+        if self.one is not None:
+            marker = f"__websync_copied_{secrets.token_hex(8)}__"  # no row's line can be it
+            for lines in self.one.stream((sql_text(query) + f";\n\\echo {marker}\n").encode(), marker):
+                if lines:
+                    yield ("\n".join(lines) + "\n").encode()
+            return
         channel = self.ssh.open_exec(self._psql())
         channel.sendall(self._prelude() + (sql_text(query) + ";\n").encode())
         channel.shutdown_write()
@@ -143,8 +175,8 @@ class PsqlSession(ProdSession):
         finally:
             channel.close()
 
-    def _script(self, steps: Sequence[Step]) -> Iterator[bytes]:
-        yield self._prelude() + b"\\o /dev/null\nBEGIN;\n"
+    def _script(self, steps: Sequence[Step], prelude: bool = True) -> Iterator[bytes]:
+        yield (self._prelude() if prelude else b"") + b"\\o /dev/null\nBEGIN;\n"
         for step in steps:
             if isinstance(step, Statement):
                 yield (sql_text(step.query) + ";\n").encode()
@@ -163,8 +195,15 @@ class PsqlSession(ProdSession):
                 yield marked_query(step.name, sql.SQL("SELECT count(*) AS rows FROM {}").format(step.table))
         yield f"COMMIT;\n\\o\n\\echo {DONE}\n".encode()
 
+    def close(self) -> None:
+        if self.one is not None:
+            self.one.close()
+
     def run_transaction(self, steps: Sequence[Step]) -> Results:
         check_step_names(steps)
+        if self.one is not None:
+            lines = self.one.run(self._script(steps, prelude=False), DONE)
+            return self._results("\n".join([*lines, DONE]))
         compressor = Compressor(self.compression)
         channel = self.ssh.open_exec(f"{compressor.remote_command} | {self._psql()}")
         outputs: dict[str, bytes] = {}
@@ -193,8 +232,8 @@ class PsqlSession(ProdSession):
                 reader.join()
         finally:
             channel.close()
-            self.raw_bytes += compressor.raw_bytes
-            self.sent_bytes += compressor.sent_bytes
+            self._raw_bytes += compressor.raw_bytes
+            self._sent_bytes += compressor.sent_bytes
         out = outputs.get("out", b"").decode("utf-8")
         stderr = outputs.get("err", b"")
         if status != 0:
@@ -249,11 +288,27 @@ class SshPsqlTransport(SshTransport):
     @contextlib.contextmanager
     def session(self) -> Iterator[PsqlSession]:
         with self._connection() as ssh:
-            compression = "zstd" if ssh.has_command("zstd") else "gzip"
-            if compression == "gzip" and not ssh.has_command("gzip"):
+            found = vps_tools(ssh)
+            compression = next((tool for tool in ("zstd", "gzip") if tool in found), None)
+            if compression is None:
                 raise SshError(f"neither zstd nor gzip on the VPS {ssh.settings.host}: ssh_psql sends compressed data")
+            one_psql = "gnu-head" in found and not self.settings.prod_psql_per_transaction
             session = PsqlSession(ssh, self.command, compression, idle_timeout_s=self.settings.prod_idle_timeout_s,
                                   lock_timeout_s=self.settings.wait_s,
-                                  application_name=session_application_name())
-            session.check_reachable()
-            yield session
+                                  application_name=session_application_name(), one_psql=one_psql)
+            try:
+                session.check_reachable()
+                yield session
+            finally:
+                session.close()
+
+
+#: one remote command for what ssh_psql needs of the VPS: a decompressor, and GNU head (which reads exactly the
+#: bytes it is asked for from a pipe, as one psql per session needs: psql_channel.py)
+_TOOLS_PROBE = ('for c in zstd gzip; do command -v "$c" >/dev/null 2>&1 && echo "$c"; done; '
+                'head --version 2>/dev/null | grep -q "GNU coreutils" && echo gnu-head; true')
+
+
+def vps_tools(ssh: SshConnection) -> set[str]:
+    """Which of ``zstd``, ``gzip`` and ``gnu-head`` the VPS has."""
+    return set(ssh.run(_TOOLS_PROBE).stdout.decode("utf-8", "replace").split())

@@ -17,6 +17,8 @@ from websync_dagster.transport.base import CopyIn, as_json_rows
 MARK = "__websync_result_{}__"
 MARK_LINE = re.compile(r"__websync_result_(\w+)__")
 DONE = "__websync_committed__"
+#: echoed by a session's psql once its settings are set (psql_channel.py)
+READY = "__websync_ready__"
 _TERMINATOR_LINE = re.compile(rb"^\\\.(?=\r?$)", re.MULTILINE)
 
 
