@@ -228,7 +228,13 @@ class OnePsql:
         channel = self.start()
         since = channel.stderr_mark()
         self._send(channel, Compressor(self.compression), [script])
-        yield from channel.stream_until(marker)
+        finished = False
+        try:
+            yield from channel.stream_until(marker)
+            finished = True
+        finally:
+            if not finished:  # the reader stopped early: the rest of the output would be read as the next's
+                self.close()
         if not channel.alive:
             self._channel = None
             raise self.fail(channel.end(since))
