@@ -70,6 +70,7 @@ class WebsyncResource(ConfigurableResource):
     vps_key_file: str | None = _setting("vps_key_file")
     vps_known_hosts: str = _setting("vps_known_hosts")
     vps_host_key_sha256: str | None = _setting("vps_host_key_sha256")
+    prod_psql_per_transaction: bool = _setting("prod_psql_per_transaction")
     ssh_compression_level: int = _setting("ssh_compression_level")
     reindex_url: str | None = _setting("reindex_url")
     reindex_method: str = _setting("reindex_method")

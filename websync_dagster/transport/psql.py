@@ -45,11 +45,11 @@ from websync_dagster.transport.psql_channel import OnePsql
 from websync_dagster.transport.psql_errors import PsqlError, psql_error
 from websync_dagster.transport.psql_script import (
     DONE,
-    MARK_LINE,
     Compressor,
     committed,
     escape_terminator_lines,
     marked_query,
+    marked_results,
     output_lines,
     restore_terminator_lines,
     sql_text,
@@ -203,7 +203,7 @@ class PsqlSession(ProdSession):
         check_step_names(steps)
         if self.one is not None:
             lines = self.one.run(self._script(steps, prelude=False), DONE)
-            return self._results("\n".join([*lines, DONE]))
+            return marked_results("\n".join([*lines, DONE]))
         compressor = Compressor(self.compression)
         channel = self.ssh.open_exec(f"{compressor.remote_command} | {self._psql()}")
         outputs: dict[str, bytes] = {}
@@ -242,35 +242,7 @@ class PsqlSession(ProdSession):
             said = self.ssh.redactor(stderr.decode("utf-8", "replace")).strip().splitlines()
             raise PsqlError(f"prod (psql on {self.ssh.settings.host}) ended before the transaction committed, "
                             f"so it was rolled back ({said[-1].strip() if said else 'nothing on stderr'})")
-        return self._results(out)
-
-    @staticmethod
-    def _results(out: str) -> Results:
-        """Each marked step's JSON, by the name its marker line carries, up to the end marker.
-
-        Markers count only as whole lines. A result is ``json_agg``'s JSON, which never holds a raw newline
-        (JSON escapes it inside a string; json_agg breaks lines only between elements, each line then starting
-        with ``{``, ``[`` or a space), so no line of a result is a marker, whatever text the rows hold."""
-        lines = output_lines(out)
-        if not committed(lines):
-            raise PsqlError("psql's output did not report that the transaction committed (no end marker line)")
-        results = Results()
-        name: str | None = None
-        body: list[str] = []
-        for line in lines[:-1]:
-            marker = MARK_LINE.fullmatch(line)
-            if marker:
-                if name is not None:
-                    results[name] = json.loads("\n".join(body))
-                name, body = marker[1], []
-            elif name is not None:
-                body.append(line)
-            elif line.strip():
-                raise PsqlError(f"psql printed something before the first result: {line[:80]!r}")
-        if name is not None:
-            results[name] = json.loads("\n".join(body))
-        return results
-
+        return marked_results(out)
 
 class SshPsqlTransport(SshTransport):
     name = "ssh_psql"

@@ -1,9 +1,10 @@
 """The pieces of a psql script on the ``ssh_psql`` transport: SQL as text, results after marker lines, COPY
 data whose ``\\.`` lines are escaped and restored, the stream's compression; and psql's output read back
-by those markers (whole lines of their own)."""
+by those markers (whole lines of their own: ``marked_results``)."""
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from collections.abc import Iterable, Iterator
@@ -12,7 +13,8 @@ from typing import Any
 import zstandard
 from psycopg import sql
 
-from websync_dagster.transport.base import CopyIn, as_json_rows
+from websync_dagster.transport.base import CopyIn, Results, as_json_rows
+from websync_dagster.transport.psql_errors import PsqlError
 
 MARK = "__websync_result_{}__"
 MARK_LINE = re.compile(r"__websync_result_(\w+)__")
@@ -104,3 +106,30 @@ def output_lines(out: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+def marked_results(out: str) -> Results:
+    """Each marked step's JSON, by the name its marker line carries, up to the end marker.
+
+    Markers count only as whole lines. A result is ``json_agg``'s JSON, which never holds a raw newline
+    (JSON escapes it inside a string; json_agg breaks lines only between elements, each line then starting
+    with ``{``, ``[`` or a space), so no line of a result is a marker, whatever text the rows hold."""
+    lines = output_lines(out)
+    if not committed(lines):
+        raise PsqlError("psql's output did not report that the transaction committed (no end marker line)")
+    results = Results()
+    name: str | None = None
+    body: list[str] = []
+    for line in lines[:-1]:
+        marker = MARK_LINE.fullmatch(line)
+        if marker:
+            if name is not None:
+                results[name] = json.loads("\n".join(body))
+            name, body = marker[1], []
+        elif name is not None:
+            body.append(line)
+        elif line.strip():
+            raise PsqlError(f"psql printed something before the first result: {line[:80]!r}")
+    if name is not None:
+        results[name] = json.loads("\n".join(body))
+    return results

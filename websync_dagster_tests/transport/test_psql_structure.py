@@ -26,8 +26,8 @@ from websync_dagster.demo.postgres import EmbeddedPostgres, server_bin_dir
 from websync_dagster.engine.load import refused_by_a_row
 from websync_dagster.transport import make_transport
 from websync_dagster.transport.base import Query, Statement
-from websync_dagster.transport.psql import PsqlSession
 from websync_dagster.transport.psql_errors import PsqlError, psql_error
+from websync_dagster.transport.psql_script import marked_results
 from websync_dagster_tests.conftest import (
     CONTAINER,
     PROD_PASSWORD,
@@ -164,10 +164,10 @@ def test_results_are_parsed_by_whole_marker_lines_only():
     holds a raw newline, so a marker inside a value never starts a line."""
     value = '[{"t":"a\\n__websync_committed__\\n__websync_result_x__\\nb"}]'
     out = f"__websync_result_rows__\n{value}\n__websync_result_n__\n[{{\"n\": 1}}]\n__websync_committed__\n"
-    assert PsqlSession._results(out) == {"rows": [{"t": "a\n__websync_committed__\n__websync_result_x__\nb"}],
+    assert marked_results(out) == {"rows": [{"t": "a\n__websync_committed__\n__websync_result_x__\nb"}],
                                          "n": [{"n": 1}]}
     with pytest.raises(PsqlError, match="did not report that the transaction committed"):
-        PsqlSession._results("__websync_result_rows__\n[]\n")
+        marked_results("__websync_result_rows__\n[]\n")
 
 
 # --------------------------------------------------------------------------------------- the French prod

@@ -8,8 +8,7 @@ from psycopg import sql
 
 from websync_dagster.core.errors import TableSyncError
 from websync_dagster.transport.base import CopyIn, ProdSession, Query, Results, Statement, check_step_names
-from websync_dagster.transport.psql import PsqlSession
-from websync_dagster.transport.psql_script import escape_terminator_lines
+from websync_dagster.transport.psql_script import escape_terminator_lines, marked_results
 
 
 def test_results_are_read_by_name_and_a_missing_name_says_which_exist():
@@ -34,7 +33,7 @@ def test_step_names_are_words_used_once():
 def test_psql_output_is_split_by_the_names_in_its_marker_lines():
     out = ('__websync_result_before__\n[{"n": 1}]\n__websync_result_staged__\n[{"rows": 2}]\n'
            '__websync_result_rejects__\n[]\n__websync_committed__\n')
-    assert PsqlSession._results(out) == {"before": [{"n": 1}], "staged": [{"rows": 2}], "rejects": []}
+    assert marked_results(out) == {"before": [{"n": 1}], "staged": [{"rows": 2}], "rejects": []}
 
 
 def test_lines_that_end_psql_copy_data_are_swapped_for_the_token_and_flagged():
