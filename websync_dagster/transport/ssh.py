@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -177,11 +178,16 @@ class SshTransport(ProdTransport):
         self.settings = settings
         self.ssh_settings: SshSettings = settings.ssh
         self.redactor = settings.redactor()
-        self.last_wire_sent = 0
-        self._ssh: SshConnection | None = None
+        #: bytes sent by the connections already closed, and the connections open now (a run's main prod session
+        #: and the lock watcher's; a reconnect closes one and opens another)
+        self._closed_sent = 0
+        self._open: list[SshConnection] = []
+        self._count_lock = threading.Lock()
 
     def wire_bytes_sent(self) -> int | None:
-        return self._ssh.wire_bytes[0] if self._ssh else self.last_wire_sent
+        """Bytes sent to the VPS by every connection of this transport so far: it only grows."""
+        with self._count_lock:
+            return self._closed_sent + sum(ssh.wire_bytes[0] for ssh in self._open)
 
     def _via(self) -> str:
         s = self.ssh_settings
@@ -190,13 +196,15 @@ class SshTransport(ProdTransport):
     @contextlib.contextmanager
     def _connection(self) -> Iterator[SshConnection]:
         """The SSH connection of one session, counted until it closes."""
-        ssh = self._ssh = SshConnection(self.ssh_settings, self.redactor,
-                                        sends_compressed=self.sends_compressed).connect()
+        ssh = SshConnection(self.ssh_settings, self.redactor, sends_compressed=self.sends_compressed).connect()
+        with self._count_lock:
+            self._open.append(ssh)
         try:
             yield ssh
         finally:
-            self.last_wire_sent = ssh.wire_bytes[0]
-            self._ssh = None
+            with self._count_lock:
+                self._open.remove(ssh)
+                self._closed_sent += ssh.wire_bytes[0]
             ssh.close()
 
 
