@@ -9,8 +9,8 @@ from websync_dagster.core.report import markdown_table
 from websync_dagster.defs.assets import prod_key
 from websync_dagster.defs.failures import as_failure
 from websync_dagster.defs.resources import WebsyncResource
-from websync_dagster.engine.diff import TableDiff
 from websync_dagster.engine.run import run_diff, run_status
+from websync_dagster.engine.table_diff import TableDiff
 
 DIFF_COLUMNS = ("table", "dev_rows", "prod_rows", "missing_in_prod", "only_in_prod", "changed")
 
@@ -31,7 +31,8 @@ def diff_observations(diffs: list[TableDiff]) -> list[AssetObservation]:
                 "only_in_prod": d.only_in_prod,
                 "changed": d.changed,
                 **({"newer_in_dev": d.newer_in_dev, "newer_in_prod": d.newer_in_prod,
-                    "same_version_differs": d.same_version_differs} if d.newer_in_dev is not None else {}),
+                    "same_version_differs": d.same_version_differs, "version_only": d.version_only}
+                   if d.newer_in_dev is not None else {}),
                 "diff_queries_per_side": d.queries,
                 "diff_ids_compared": d.ids_compared,
                 "diff": MetadataValue.md(markdown_table(diff_rows([d]))),

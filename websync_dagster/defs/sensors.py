@@ -24,8 +24,8 @@ from websync_dagster.core.errors import SyncError
 from websync_dagster.defs.jobs import AssetJob
 from websync_dagster.defs.ops import diff_cache_dir, diff_observations
 from websync_dagster.defs.resources import WebsyncResource
-from websync_dagster.engine.diff import TableDiff
 from websync_dagster.engine.run import run_diff
+from websync_dagster.engine.table_diff import TableDiff
 
 
 def drift_key(diffs: list[TableDiff]) -> str:

@@ -9,12 +9,15 @@ With a ``DiffCache`` (``diff_cache.py``), a side does not hash its rows again wh
 it first reads each top bucket's version signature (count and XOR of a hash of ``(id, xmin)``: the main
 heap only, no TOAST), and hashes whole rows only in buckets whose signature differs from the saved one.
 A tick with nothing changed then reads the heaps and none of the large texts: one query per side.
+
+The result is a ``TableDiff`` (table_diff.py); for a table opted in to newer-wins updates, version_split.py tells
+apart the changed rows whose version alone differs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from psycopg import sql
@@ -22,6 +25,7 @@ from psycopg import sql
 from websync_dagster.engine.diff_cache import BucketOutcome, BucketState, DiffCache
 from websync_dagster.engine.key_digest import within_buckets
 from websync_dagster.engine.plan import TablePlan
+from websync_dagster.engine.table_diff import TableDiff
 from websync_dagster.transport.base import Query, Results, Statement, Step
 
 #: a range with at most this many rows on each side is compared id by id
@@ -38,44 +42,6 @@ _SAME_TEXT = sql.SQL(
 
 class TransactionSession(Protocol):
     def run_transaction(self, steps: Sequence[Step]) -> Results: ...
-
-
-@dataclass(frozen=True)
-class TableDiff:
-    table: str
-    dev_rows: int
-    prod_rows: int
-    missing_in_prod: int
-    only_in_prod: int
-    changed: int
-    queries: int = 0  # per side
-    ids_compared: int = 0  # (id, hash) pairs fetched from each side, at most
-    rehashed_buckets: int = 0  # top buckets whose whole rows were hashed, both sides (all without a cache)
-    #: of the rows changed, those whose version dev holds newer, prod holds newer, or both the same (a table opted
-    #: in to newer-wins updates; None for the others: their version is not compared)
-    newer_in_dev: int | None = None
-    newer_in_prod: int | None = None
-    same_version_differs: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> str:
-        split = "" if self.newer_in_dev is None else (
-            f" ({self.newer_in_dev} newer in dev, {self.newer_in_prod} newer in prod, {self.same_version_differs} "
-            "same version)")
-        return (f"{self.table}: {self.missing_in_prod} missing in prod, {self.only_in_prod} only in prod, "
-                f"{self.changed} changed{split}")
-
-    def with_versions(self, newer_in_dev: int, newer_in_prod: int) -> TableDiff:
-        """The changed rows split by version (every row whose version differs has changed: the version is one of
-        the compared columns; the rest of the changed rows have the same version on both sides)."""
-        return replace(self, newer_in_dev=newer_in_dev, newer_in_prod=newer_in_prod,
-                       same_version_differs=max(self.changed - newer_in_dev - newer_in_prod, 0))
-
-    @property
-    def in_sync(self) -> bool:
-        return not (self.missing_in_prod or self.only_in_prod or self.changed)
 
 
 def hashed_columns(plan: TablePlan) -> list[str]:

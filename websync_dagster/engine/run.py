@@ -13,15 +13,17 @@ from pathlib import Path
 from websync_dagster.core.errors import SyncError, TableSyncError
 from websync_dagster.core.settings import Settings
 from websync_dagster.engine.context import SyncContext, context_for
-from websync_dagster.engine.diff import TableDiff, diff_table
+from websync_dagster.engine.diff import diff_table
 from websync_dagster.engine.diff_cache import DiffCache
 from websync_dagster.engine.events import EventSink, TableStarted
 from websync_dagster.engine.failure import internal_error
 from websync_dagster.engine.outcome import outcome_events
 from websync_dagster.engine.run_id import checked_run_id
 from websync_dagster.engine.status import prod_counts, web_sources_detail
+from websync_dagster.engine.table_diff import TableDiff
 from websync_dagster.engine.table_run import TableRun, run_table
 from websync_dagster.engine.update.candidates import find_newer
+from websync_dagster.engine.version_split import split_versions
 from websync_dagster.transport.direct import PsycopgSession
 
 
@@ -91,7 +93,8 @@ def run_diff(target: Settings | SyncContext, cache_dir: Path | None = None) -> l
         for plan in ctx.plans().values():
             diff = diff_table(dev_session, ctx.prod, plan, cache)
             if plan.version is not None:  # a table opted in to newer-wins updates: its changed rows by version
-                newer = find_newer(ctx.dev, ctx.prod, plan)
-                diff = diff.with_versions(len(newer.ids), newer.prod_newer)
+                split = split_versions(dev_session, ctx.prod, plan, find_newer(ctx.dev, ctx.prod, plan))
+                diff = diff.with_versions(plan.version, split.newer_in_dev, split.newer_in_prod, split.version_only,
+                                          version_compared=split.version_compared)
             diffs.append(diff)
         return diffs

@@ -16,6 +16,7 @@ from websync_dagster.engine.planning import plan_tables
 from websync_dagster.engine.run import run_diff
 from websync_dagster.transport.direct import PsycopgSession
 from websync_dagster_tests.helpers import sync_all
+from websync_dagster_tests.update_helpers import allow, arm_allowing_guard, ids_of, recrawl
 
 TABLES = ["web_sources", "knowledge_base", "web_pages", "web_files"]
 
@@ -127,6 +128,27 @@ def test_auto_sync_requests_a_run_for_rows_newer_in_dev_only_in_a_table_opted_in
     assert insert_only.run_requests[0].run_key == plain.run_requests[0].run_key  # nothing a sync would ship
     assert "newer_in_dev" not in next(o for o in insert_only.asset_events if o.asset_key.path[0] == "web_pages"
                                       ).metadata
+
+
+def test_after_an_update_prod_stamped_the_sensor_reads_those_rows_version_only_and_requests_no_new_run(
+        sync_env, monkeypatch):
+    monkeypatch.setenv("WEBSYNC_DIFF_AUTO_SYNC", "1")
+    monkeypatch.setenv("WEBSYNC_UPDATE_NEWER", "web_pages")
+    sync_all(sync_env.settings())
+    before = _evaluate(sync_env)
+    pages_before = next(o for o in before.asset_events if o.asset_key.path[0] == "web_pages").metadata
+    with sync_env.dev() as dev:  # dev re-crawls three pages; the sync updates them, prod's trigger stamps updated_at
+        recrawled = ids_of(dev, "web_pages", 3)
+        recrawl(dev, "web_pages", recrawled, "extracted_text", "re-crawled ")
+    arm_allowing_guard(sync_env.prod_url)
+    allow(sync_env.prod_url, "web_pages", "UPDATE", recrawled)
+    sync_all(sync_env.settings(WEBSYNC_UPDATE_NEWER="web_pages"))
+    after = _evaluate(sync_env, cursor=before.cursor)
+    pages = next(o for o in after.asset_events if o.asset_key.path[0] == "web_pages").metadata
+    assert (pages["version_only"].value, pages["newer_in_prod"].value, pages["newer_in_dev"].value) == (3, 0, 0)
+    assert pages["changed"].value == pages_before["changed"].value  # the stamped rows are not changed
+    # the same drift as before the re-crawl: the same run key, no new run for rows prod holds as dev does
+    assert after.run_requests[0].run_key == before.run_requests[0].run_key
 
 
 @pytest.mark.parametrize("mode", ["diff"])

@@ -15,9 +15,10 @@ import psycopg
 import pytest
 
 from websync_dagster.engine import diff as diff_module
-from websync_dagster.engine.diff import TableDiff, diff_table, hashed_columns
+from websync_dagster.engine.diff import diff_table, hashed_columns
 from websync_dagster.engine.planning import plan_tables
 from websync_dagster.engine.run import run_diff
+from websync_dagster.engine.table_diff import TableDiff
 from websync_dagster.transport.direct import PsycopgSession
 from websync_dagster_tests.defs.test_sensors import _brute_force
 from websync_dagster_tests.helpers import sync_all

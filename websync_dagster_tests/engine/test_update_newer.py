@@ -162,12 +162,78 @@ def test_the_dry_run_counts_would_update_with_a_change_report_and_the_diff_split
     assert row.change_report["columns"]["extracted_text"] == 3 and row.change_report["columns"]["updated_at"] == 3
     assert "title" not in row.change_report["columns"]
     (diff,) = [d for d in run_diff(settings) if d.table == "web_pages"]
-    assert (diff.newer_in_dev, diff.newer_in_prod) == (3, 2) and diff.changed >= 5
-    assert diff.same_version_differs == diff.changed - 5
+    assert (diff.newer_in_dev, diff.newer_in_prod, diff.version_only) == (3, 2, 0) and diff.changed >= 5
+    # the sample's drift: rows prod holds with other content and the same version
+    assert diff.same_version_differs == diff.changed - 5 > 0
     with sync_env.prod() as prod:
         assert table_snapshot(prod, "web_pages") == before  # neither wrote anything
     (plain,) = [d for d in run_diff(sync_env.settings()) if d.table == "web_pages"]
-    assert plain.newer_in_dev is None and "newer in dev" not in plain.summary()
+    assert plain.newer_in_dev is None and plain.version_only is None and "newer in dev" not in plain.summary()
+
+
+def _diff_of(settings, table: str, **kwargs):
+    from websync_dagster.engine.run import run_diff
+
+    (diff,) = [d for d in run_diff(settings, **kwargs) if d.table == table]
+    return diff
+
+
+def _keep_only(sync_env, pages: list[str]) -> None:
+    """Both sides' web_pages cut down to ``pages`` (rows they hold the same): web_pages in sync, nothing else in it."""
+    with sync_env.dev() as dev:
+        dev.execute("DELETE FROM web_files")
+        dev.execute("DELETE FROM web_pages WHERE id <> ALL(%s::uuid[])", [pages])
+    with psycopg.connect(sync_env.prod_url, autocommit=True) as prod:
+        prod.execute("SET session_replication_role = replica")  # prod's guard held off for the set-up
+        prod.execute("DELETE FROM web_pages WHERE id <> ALL(%s::uuid[])", [pages])
+
+
+def test_rows_prod_stamped_on_update_differ_only_in_their_version_and_the_diff_reads_them_in_sync(
+        sync_env, prod_via, tmp_path):
+    sync_all(sync_env.settings())
+    with sync_env.dev() as dev, sync_env.prod() as prod:
+        candidates = ids_of(dev, "web_pages", 20)
+        dev_rows, prod_rows = rows_by_id(dev, "web_pages", candidates), rows_by_id(prod, "web_pages", candidates)
+        same = [i for i in candidates if i in prod_rows and all(
+            prod_rows[i][c] == v for c, v in dev_rows[i].items() if c in prod_rows[i])]
+    pages = same[:6]
+    assert len(pages) == 6
+    _keep_only(sync_env, pages)
+    settings = prod_via(sync_env).model_copy(update={"update_newer": ("web_pages:updated_at",)})
+    assert _diff_of(settings, "web_pages").in_sync
+    stamped = pages[:3]
+    with sync_env.dev() as dev:
+        recrawl(dev, "web_pages", stamped, "extracted_text", "re-crawled ")
+    arm_allowing_guard(sync_env.prod_url)
+    allow(sync_env.prod_url, "web_pages", "UPDATE", stamped)
+    _, runs = _sync(settings)
+    assert runs["web_pages"].error is None and runs["web_pages"].update.updated == 3
+    with sync_env.dev() as dev, sync_env.prod() as prod:
+        dev_at = rows_by_id(dev, "web_pages", stamped, ["updated_at"])
+        prod_at = rows_by_id(prod, "web_pages", stamped, ["updated_at"])
+        assert all(prod_at[i] != dev_at[i] for i in stamped)  # prod's trigger stamped the time of the update
+
+    synced = _diff_of(settings, "web_pages")
+    assert (synced.changed, synced.version_only) == (0, 3)
+    assert (synced.newer_in_dev, synced.newer_in_prod, synced.same_version_differs) == (0, 0, 0)
+    assert synced.in_sync and synced.summary() == (
+        "web_pages: 0 missing in prod, 0 only in prod, 0 changed; 3 differ only in updated_at, content the same")
+    plain = _diff_of(prod_via(sync_env), "web_pages")  # not opted in: the versions are not compared
+    assert (plain.changed, plain.version_only) == (3, None)
+
+    with sync_env.dev() as dev:
+        # newer in dev with other content; and one of the stamped rows touched in dev: newer in dev, same content
+        recrawl(dev, "web_pages", pages[3:4], "extracted_text", "re-crawled again ")
+        dev.execute("UPDATE web_pages SET title = title WHERE id = %s::uuid", [stamped[0]])
+    edit_in_prod(sync_env.prod_url, "web_pages", pages[4:5], "title", "edited in prod ")  # newer in prod, other content
+    cache = tmp_path / "diff-cache"
+    for diff in (_diff_of(settings, "web_pages"), _diff_of(settings, "web_pages", cache_dir=cache),
+                 _diff_of(settings, "web_pages", cache_dir=cache)):
+        assert (diff.changed, diff.newer_in_dev, diff.newer_in_prod, diff.same_version_differs, diff.version_only) == (
+            2, 1, 1, 0, 3), diff
+        assert not diff.in_sync and diff.summary().endswith(
+            "2 changed (1 newer in dev, 1 newer in prod, 0 same version); "
+            "3 differ only in updated_at, content the same")
 
 
 def test_a_version_column_missing_or_not_ordered_stops_only_that_table_with_one_line(sync_env):

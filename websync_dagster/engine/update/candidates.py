@@ -37,14 +37,19 @@ class Newer:
 
     #: ids (as text, in order) of the rows dev holds with a newer version than prod's: to update
     ids: list[str]
-    #: rows prod holds with a newer version than dev's: never touched
-    prod_newer: int
+    #: ids (as text, in order) of the rows prod holds with a newer version than dev's: never touched
+    prod_ids: list[str]
     #: buckets of ids whose (id, version) digests differ, of those both sides hold
     buckets: int
 
+    @property
+    def prod_newer(self) -> int:
+        """How many rows prod holds newer (kept as they are by the update path)."""
+        return len(self.prod_ids)
+
 
 def find_newer(dev: psycopg.Connection, prod: ProdSession, plan: TablePlan) -> Newer:
-    """The rows to update (dev newer), and the count of those prod holds newer; a NULL version is never newer."""
+    """The rows to update (dev newer), and those prod holds newer; a NULL version is never newer."""
     table, key = plan.table, plan.key
     value = version_value(plan)
     prod_digests = read_digests(prod, table, key, value)
@@ -54,7 +59,7 @@ def find_newer(dev: psycopg.Connection, prod: ProdSession, plan: TablePlan) -> N
         dev_digests = {b: BucketDigest(n, x1, x2) for b, n, x1, x2 in cur.fetchall()}
         buckets = sorted(b for b, d in dev_digests.items() if b in prod_digests and prod_digests[b] != d)
         if not buckets:
-            return Newer([], 0, 0)
+            return Newer([], [], 0)
         in_buckets = within_buckets(key, buckets, DIGEST_DEPTH)
         cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT t.{} AS id, 0::numeric AS v FROM {} AS t "
                             "WITH NO DATA").format(_VERSIONS, sql.Identifier(key), sql.Identifier(table)))
@@ -67,4 +72,4 @@ def find_newer(dev: psycopg.Connection, prod: ProdSession, plan: TablePlan) -> N
             "WHERE {v} IS DISTINCT FROM p.v AND {v} IS NOT NULL AND p.v IS NOT NULL ORDER BY 1"
         ).format(k=sql.Identifier(key), v=value, t=sql.Identifier(table), versions=_VERSIONS))
         rows = cur.fetchall()
-    return Newer([i for i, newer in rows if newer], sum(1 for _, newer in rows if not newer), len(buckets))
+    return Newer([i for i, newer in rows if newer], [i for i, newer in rows if not newer], len(buckets))
