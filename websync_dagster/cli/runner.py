@@ -24,6 +24,7 @@ from websync_dagster.defs.instance import open_instance
 from websync_dagster.defs.pool_wait import WaitInterrupted, WaitTimeout, wait_for_pools
 from websync_dagster.defs.run_processes import run_tags
 from websync_dagster.defs.undo import UNDO_OP
+from websync_dagster.engine import ahead
 from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.dry_run import dry_run
 from websync_dagster.engine.run import run_diff
@@ -32,6 +33,8 @@ from websync_dagster.engine.undo.apply import text_row, undo_run
 
 JOBS = {"sync": "websync_job", "export": "export_job", "status": "status_job", "diff": "diff_job", "undo": "undo_job"}
 DEFAULT_ENV_FILE = ".env"
+#: modes whose run reads dev and prod: their connections and plans are opened while Dagster starts (engine/ahead.py)
+OPENED_AHEAD = ("sync", "diff")
 
 
 def env_file_to_read(env_file: str | None) -> str | None:
@@ -77,14 +80,19 @@ def run(mode: str, *, env_file: str | None = None, quiet: bool = False, debug: b
             return run_undo_dry(settings, run_id or "", as_json, redact, shown)
         if dry_run_only:
             return run_dry(settings, as_json, redact, shown)
-        with collector_paused(then_freeze=own_process):  # a test's process would keep its garbage frozen
-            instance, home = open_instance(settings.dagster_home, reveal(settings.dagster_pg_url))
-        with instance:  # its storages closed once the run is recorded
-            if tables is not None and mode == "sync" and not quiet:
-                for line in left_out_dependencies(settings, home):
-                    shown.say(f"note: {line}")
-            return run_job(mode, settings, options, instance, home, shown, quiet=quiet, debug=debug,
-                           as_json=as_json, undo_of=run_id)
+        if mode in OPENED_AHEAD:
+            ahead.open_ahead(settings)  # while the instance opens and the run is created
+        try:
+            with collector_paused(then_freeze=own_process):  # a test's process would keep its garbage frozen
+                instance, home = open_instance(settings.dagster_home, reveal(settings.dagster_pg_url))
+            with instance:  # its storages closed once the run is recorded
+                if tables is not None and mode == "sync" and not quiet:
+                    for line in left_out_dependencies(settings, home):
+                        shown.say(f"note: {line}")
+                return run_job(mode, settings, options, instance, home, shown, quiet=quiet, debug=debug,
+                               as_json=as_json, undo_of=run_id)
+        finally:
+            ahead.drop()
 
 
 def run_job(mode: str, settings: Settings, options: LocationOptions, instance: DagsterInstance, home: Path,

@@ -14,6 +14,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 
 from websync_dagster.core.errors import ConfigError
 from websync_dagster.core.settings import Settings
+from websync_dagster.engine.ahead import take as take_ahead
 from websync_dagster.engine.context import SyncContext
 
 
@@ -104,7 +105,8 @@ class WebsyncResource(ConfigurableResource):
         """The run's shared connections, opened on first use (so that bad settings fail inside a step,
         with the step's clear error, not while Dagster sets resources up)."""
         if self._context is None:
-            self._context = SyncContext(self.settings())
+            settings = self.settings()
+            self._context = take_ahead(settings) or SyncContext(settings)
         return self._context
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
