@@ -20,6 +20,8 @@ class _Ahead:
         self.settings = settings
         self.context = SyncContext(settings)
         self.failed = False
+        self._dropped = self._done = False
+        self._state = threading.Lock()
         self.thread = threading.Thread(target=self._open, name="websync-open-ahead", daemon=True)
         self.thread.start()
 
@@ -28,6 +30,18 @@ class _Ahead:
             self.context.planning()  # dev's catalog and connection, prod's session and catalog
         except Exception:  # said by the run's own context, which tries again
             self.failed = True
+        with self._state:
+            self._done = True
+            if self._dropped:
+                self.context.close()
+
+    def close(self) -> None:
+        """Close the context, now if it is open, else once the thread is done with it: never waits for a
+        handshake (Ctrl-C during the instance's start ends the process at once)."""
+        with self._state:
+            self._dropped = True
+            if self._done:
+                self.context.close()
 
 
 _lock = threading.Lock()
@@ -40,7 +54,7 @@ def open_ahead(settings: Settings) -> None:
     with _lock:
         previous, _ahead = _ahead, _Ahead(settings)
     if previous is not None:
-        _close(previous)
+        previous.close()
 
 
 def take(settings: Settings) -> SyncContext | None:
@@ -53,7 +67,7 @@ def take(settings: Settings) -> SyncContext | None:
         return None
     ahead.thread.join()
     if ahead.failed or _engine_part(ahead.settings) != _engine_part(settings):
-        _close(ahead)
+        ahead.close()
         return None
     return ahead.context
 
@@ -70,9 +84,6 @@ def drop() -> None:
     with _lock:
         ahead, _ahead = _ahead, None
     if ahead is not None:
-        _close(ahead)
+        ahead.close()
 
 
-def _close(ahead: _Ahead) -> None:
-    ahead.thread.join()
-    ahead.context.close()
