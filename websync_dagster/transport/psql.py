@@ -2,8 +2,10 @@
 and driven over a paramiko exec channel. For when no database password is at hand.
 
 Each transaction is one psql script sent on stdin, compressed (zstd when the VPS has it, else gzip)
-and decompressed on the VPS in front of the psql command. psql runs with ``ON_ERROR_STOP``: an error
-stops the script before ``COMMIT`` and the server rolls the transaction back.
+and decompressed on the VPS in front of the psql command. One psql serves the whole session where the VPS has
+GNU ``head`` (``psql_channel.py``: a frame per script); else each script gets its own psql and exec channel.
+psql runs with ``ON_ERROR_STOP``: an error stops the script before ``COMMIT`` and the server rolls the
+transaction back.
 
 psql ends inline COPY data at any line that is exactly ``\\.``, even inside a quoted CSV field. Such
 lines are replaced by a random token on the way out and restored inside the staging table before the
