@@ -159,7 +159,7 @@ class PsqlSession(ProdSession):
             marker = f"__websync_copied_{secrets.token_hex(8)}__"  # no row's line can be it
             for lines in self.one.stream((sql_text(query) + f";\n\\echo {marker}\n").encode(), marker):
                 if lines:
-                    yield ("\n".join(lines) + "\n").encode()
+                    yield ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
             return
         channel = self.ssh.open_exec(self._psql())
         channel.sendall(self._prelude() + (sql_text(query) + ";\n").encode())

@@ -67,22 +67,27 @@ class PsqlChannel:
         return cls(open_exec(FRAMED_LOOP.format(decompress=decompress, psql=psql, ended=ended)), ended)
 
     def _read_out(self) -> None:
+        """Lines as they come, until psql's end line or the channel's end; whatever stops the reading (the SSH
+        connection gone) ends the output too, so that no reader waits for lines that will not come. Bytes that
+        are not UTF-8 (none should be: the session's client_encoding is UTF8) survive as surrogate escapes."""
         partial = b""
-        while data := self.channel.recv(1 << 16):
-            *whole, partial = (partial + data).split(b"\n")
-            lines = [line.decode("utf-8") for line in whole]
-            end = next((i for i, line in enumerate(lines) if line.startswith(self.ended + " ")), None)
+        try:
+            while data := self.channel.recv(1 << 16):
+                *whole, partial = (partial + data).split(b"\n")
+                lines = [line.decode("utf-8", "surrogateescape") for line in whole]
+                end = next((i for i, line in enumerate(lines) if line.startswith(self.ended + " ")), None)
+                with self._changed:
+                    self._lines.extend(lines if end is None else lines[:end])
+                    self._changed.notify_all()
+                if end is not None:
+                    partial = b""
+                    return
+        finally:
             with self._changed:
-                self._lines.extend(lines if end is None else lines[:end])
-                self._eof = end is not None
+                if partial:
+                    self._lines.append(partial.decode("utf-8", "surrogateescape"))
+                self._eof = True
                 self._changed.notify_all()
-            if end is not None:
-                return
-        with self._changed:
-            if partial:
-                self._lines.append(partial.decode("utf-8"))
-            self._eof = True
-            self._changed.notify_all()
 
     def _read_err(self) -> None:
         while data := self.channel.recv_stderr(1 << 16):
@@ -135,19 +140,19 @@ class PsqlChannel:
         """psql's output lines as they come, in batches, up to the line ``marker`` (taken, left out); ends early
         when psql ended (``alive`` is then false)."""
         while True:
-            with self._changed:
+            with self._changed:  # never held while the reader of the batch works on it
                 while not self._lines and not self._eof:
                     self._changed.wait(1.0)
-                if marker in self._lines:
+                found = marker in self._lines
+                if found:
                     at = self._lines.index(marker)
                     batch, self._lines = self._lines[:at], self._lines[at + 1:]
-                    yield batch
-                    return
-                batch, self._lines = self._lines, []
+                else:
+                    batch, self._lines = self._lines, []
                 ended = self._eof
             if batch:
                 yield batch
-            if ended:
+            if found or ended:
                 return
 
     def end(self, since: int = 0) -> Ended:
