@@ -3,7 +3,10 @@ link (benchmarks/link.py), whole `websync sync` processes (exec to exit) on the 
 of each, then 1% new rows (each run into a fresh copy of the synced prod) and the no-op re-run, alternating the
 two ways, ``--repeat`` of each; and the runbook's re-run through the same link, what the no-op is held against.
 
-    .venv/bin/python benchmarks/psql_sessions.py [--scale 1] [--repeat 3] [--no-runbook]
+    .venv/bin/python benchmarks/psql_sessions.py [--scale 1] [--repeat 3] [--no-runbook] [--against TREE]
+
+``--against TREE``: instead, this checkout's code against another checkout's (a ``git worktree`` of an older
+commit), both one psql per session, each process importing its tree's package (``PYTHONPATH``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from functools import partial
@@ -28,12 +32,24 @@ from benchmarks.vps_link import open_vps, runbook_over_link, websync_over_link  
 WAYS = {"one psql": {}, "psql per transaction": {"WEBSYNC_PROD_PSQL_PER_TRANSACTION": "1"}}
 
 
+def trees(*paths: Path) -> dict[str, dict[str, str]]:
+    """A way per checkout: its commit, and the environment that makes a process import its package."""
+    def commit(path: Path) -> str:
+        return subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    return {f"{path.name} ({commit(path)})": {"PYTHONPATH": str(path.resolve())} for path in paths}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-runbook", dest="runbook", action="store_false")
+    parser.add_argument("--against", type=Path, help="another checkout: its code against this one's")
     args = parser.parse_args()
+    ways = WAYS if args.against is None else trees(REPO, args.against)
+    print("ways: " + "; ".join(f"{w}: {env}" for w, env in ways.items()), flush=True)
     bench = Bench(Path(tempfile.mkdtemp(prefix="websync-bench-psql-")))
     vps = open_vps(bench, PASSWORD)
     counter = iter(range(1_000_000))
@@ -43,7 +59,7 @@ def main() -> int:
         home.mkdir()
         bench.settle()
         result = websync_over_link(partial(websync, bench), vps, "ssh_psql", dev_url, prod_url, home,
-                                   extra=WAYS[way])
+                                   extra=ways[way])
         if result.get("exit", 0) != 0:
             raise RuntimeError(f"{way}: {result.get('error')}")
         return result
@@ -53,9 +69,9 @@ def main() -> int:
         with psycopg.connect(dev_url) as dev:
             rows = generate_scaled(dev, args.scale)
         print(f"x{args.scale}: {rows}", flush=True)
-        figures: dict[str, dict[str, list[float]]] = {way: {"full": [], "1pct": [], "noop": []} for way in WAYS}
+        figures: dict[str, dict[str, list[float]]] = {way: {"full": [], "1pct": [], "noop": []} for way in ways}
         synced = {}
-        for way in WAYS:
+        for way in ways:
             synced[way] = bench.fresh(bench.prod, "p")
             result = run(way, dev_url, synced[way])
             figures[way]["full"].append(result["seconds"])
@@ -63,21 +79,21 @@ def main() -> int:
         with psycopg.connect(dev_url) as dev:
             generate(dev, Scale().times(args.scale * 0.01), first=10_000_000)
         for n in range(2 * args.repeat):
-            way = list(WAYS)[n % 2]
+            way = list(ways)[n % 2]
             copy = bench.fresh(bench.prod, "c", template=synced[way].rsplit("/", 1)[1])
             figures[way]["1pct"].append(run(way, dev_url, copy)["seconds"])
             bench.drop(copy)
             print(f"{way}: 1% new {figures[way]['1pct'][-1]:.2f} s", flush=True)
-        for way in WAYS:
+        for way in ways:
             run(way, dev_url, synced[way])  # the 1% into the synced prod itself: the no-ops below have nothing new
         for n in range(2 * args.repeat):
-            way = list(WAYS)[n % 2]
+            way = list(ways)[n % 2]
             figures[way]["noop"].append(run(way, dev_url, synced[way])["seconds"])
             print(f"{way}: no-op {figures[way]['noop'][-1]:.2f} s", flush=True)
         runbook = None
         if args.runbook:
             bench.settle()
-            runbook = runbook_over_link(bench, vps, dev_url, synced["one psql"])["seconds"]
+            runbook = runbook_over_link(bench, vps, dev_url, synced[list(ways)[0]])["seconds"]
             print(f"runbook re-run {runbook:.2f} s", flush=True)
         print(f"\nssh_psql through the link at x{args.scale}, medians (load average {os.getloadavg()[0]:.2f}):")
         for way, found in figures.items():

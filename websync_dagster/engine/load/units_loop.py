@@ -17,7 +17,7 @@ from websync_dagster.engine.load.refusals import refused_by_a_row
 from websync_dagster.engine.load.rejects import RejectFile
 from websync_dagster.engine.load.result import LoadResult
 from websync_dagster.engine.load.staged import StagedCounts, staged_steps
-from websync_dagster.engine.load.steps import count_rows, fast_path_steps
+from websync_dagster.engine.load.steps import fast_path_steps
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.run_files import RunFiles
@@ -61,8 +61,6 @@ def load_units(session: ProdSession, plan: TablePlan, chunks: Iterator[bytes], f
             if files is not None:
                 files.record(plan.table, "inserted", landed)
                 result.manifest_file = files.manifest_file()
-        if result.commits == 0:
-            result.before = result.after = session.query(count_rows(plan.table).query)[0]["n"]
 
 
 def _staged_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadResult, rejects: RejectFile,
