@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from importlib import metadata
 
 from websync_dagster.core.tables import DEFAULT_TABLES
 
@@ -69,10 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def package_version() -> str:
-    try:
-        return metadata.version("websync-dagster")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    from websync_dagster import __version__
+
+    return __version__
 
 
 def _command_in(argv: Sequence[str]) -> tuple[int, str] | None:
