@@ -5,12 +5,20 @@ per table, the before-images of the rows it changed (``<export dir>/before/<tabl
 and fsynced before the change is committed (images) or as soon as it is (manifest).
 
 Lines are JSON objects; a run's files are appended to by its attempts (a retry after a lost link adds to them).
+
+Each commit unit's fate is in the manifest too (``op: "unit"``): a ``sending`` line, fsynced before the unit goes
+to prod, then ``committed`` (in the same write as its rows' lines) or ``rolled back``. A unit left ``sending`` is
+one whose end the run never saw: the process was killed, or the link was lost, while prod committed it or rolled
+it back. Its rows may be in prod without being in the manifest, and undo says so (``unrecorded_units``) rather
+than passing over them in silence.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +31,9 @@ MANIFEST_SUBDIR = "manifests"
 BEFORE_SUBDIR = "before"
 #: what a manifest line says was done to a row
 OPS = ("inserted", "updated", "deleted")
+#: a manifest line about a commit unit, not a row, and the states it names
+UNIT = "unit"
+SENDING, COMMITTED, ROLLED_BACK = "sending", "committed", "rolled back"
 
 
 def manifest_path(export_dir: Path, run_id: str) -> Path:
@@ -63,6 +74,8 @@ class RunFiles:
     images: dict[str, int] = field(default_factory=dict)
     #: table -> manifest lines written this run
     recorded: dict[str, int] = field(default_factory=dict)
+    #: commit units begun (``sending``) this run, all tables
+    units: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -89,17 +102,40 @@ class RunFiles:
                             "nothing of this unit was changed in prod") from exc
         self.images[table] = self.images.get(table, 0) + n
 
-    def record(self, table: str, op: str, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Add to the manifest what a committed unit did: ``op`` (``OPS``) on rows ``{"id", "hash", ...}``."""
+    def sending(self, table: str, what: str, **detail: Any) -> str:
+        """Note (fsynced) that a unit of ``table`` is about to go to prod, ``what`` it does (an op of ``OPS``) and
+        where its rows are (``detail``); the unit's id (random: another process may append to the same run's
+        manifest), for ``record`` or ``rolled_back``. A unit that cannot be noted is not sent."""
+        unit = secrets.token_hex(6)
+        with self._lock:
+            self.units += 1
+            try:
+                _append(self.manifest, [{"table": table, "op": UNIT, "unit": unit, "state": SENDING, "does": what,
+                                         **detail}])
+            except OSError as exc:
+                raise SyncError(f"{table}: the manifest {self.manifest} could not be written ({exc}); nothing of this "
+                                "unit was sent to prod") from exc
+        return unit
+
+    def rolled_back(self, table: str, unit: str) -> None:
+        """Note that prod rolled the unit back (it said so); a unit whose end is unknown is left ``sending``."""
+        with self._lock, contextlib.suppress(OSError):  # not noted: undo reads the unit as one it cannot vouch for
+            _append(self.manifest, [{"table": table, "op": UNIT, "unit": unit, "state": ROLLED_BACK}])
+
+    def record(self, table: str, op: str, rows: Iterable[Mapping[str, Any]], unit: str | None = None) -> None:
+        """Add to the manifest what a committed unit did: ``op`` (``OPS``) on rows ``{"id", "hash", ...}``, and (with
+        its number from ``sending``) that ``unit`` committed, in the same write."""
         if op not in OPS:
             raise ValueError(f"manifest op must be one of {OPS}, not {op!r}")
+        lines = [{"table": table, "op": op, **row} for row in rows]
+        marks = [] if unit is None else [{"table": table, "op": UNIT, "unit": unit, "state": COMMITTED}]
         with self._lock:
             try:
-                n = _append(self.manifest, ({"table": table, "op": op, **row} for row in rows))
+                _append(self.manifest, [*lines, *marks])
             except OSError as exc:
                 raise SyncError(f"{table}: the manifest {self.manifest} could not be written ({exc}); the unit is "
                                 "committed in prod, so undo of this run will not see its rows") from exc
-        self.recorded[table] = self.recorded.get(table, 0) + n
+        self.recorded[table] = self.recorded.get(table, 0) + len(lines)
 
     def before_file(self, table: str) -> str | None:
         return str(self.before(table)) if self.images.get(table) else None
@@ -120,6 +156,33 @@ def read_manifest(export_dir: Path, run_id: str) -> list[dict[str, Any]]:
         raise SyncError(f"no manifest for run {run_id} ({path}): that run changed nothing in prod, or its files "
                         "were written under another WEBSYNC_EXPORT_DIR")
     return _lines(path)
+
+
+def unrecorded_units(lines: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per table, the ``sending`` lines of the units whose end the manifest does not hold (see the module). An update
+    unit's rows that a later unit of the run sent again are not counted: the retry read prod's versions afresh and
+    found them still older, so the unit whose end is unknown did not update them."""
+    begun: dict[str, dict[str, Any]] = {}
+    ended: set[str] = set()
+    for line in lines:
+        if line.get("op") == UNIT:
+            if line.get("state") == SENDING:
+                begun[line["unit"]] = dict(line)
+            else:
+                ended.add(line["unit"])
+    found: dict[str, list[dict[str, Any]]] = {}
+    order = list(begun)  # the order they were begun
+    for n, unit in enumerate(order):
+        line = begun[unit]
+        if unit in ended:
+            continue
+        if line.get("does") == "updated":
+            later = {i for u in order[n + 1:] if begun[u]["table"] == line["table"] for i in begun[u].get("ids", ())}
+            line["ids"] = [i for i in line.get("ids", ()) if i not in later]
+            if not line["ids"]:
+                continue
+        found.setdefault(line["table"], []).append(line)
+    return found
 
 
 def read_before_images(export_dir: Path, table: str, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:

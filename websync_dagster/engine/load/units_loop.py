@@ -47,20 +47,32 @@ def load_units(session: ProdSession, plan: TablePlan, chunks: Iterator[bytes], f
             unit = cutter.next_unit()
             first = result.commits == 0
             waiting = watch.watching(session.application_name, result.inserted) if watch else contextlib.nullcontext()
+            noted = files.sending(plan.table, "inserted", export_row=result.sent + 1) if files is not None else None
             try:
                 with waiting:
                     landed = session.supports_fast_path and _fast_unit(session, plan, unit, result, first)
                     if landed is False:
                         landed = _staged_unit(session, plan, unit, result, rejects, first)
-            except (TableSyncError, ExportAborted):
-                raise
-            except Exception as exc:
+            except BaseException as exc:
+                if files is not None and noted is not None and _rolled_back(session, exc):
+                    files.rolled_back(plan.table, noted)
+                if isinstance(exc, (TableSyncError, ExportAborted)) or not isinstance(exc, Exception):
+                    raise
                 raise unit_failure(plan.table, exc, first_row=result.sent + 1,
                                    last_row=cutter.last_row(unit, result.sent), committed_rows=result.inserted) from exc
             result.commits += 1
             if files is not None:
-                files.record(plan.table, "inserted", landed)
+                files.record(plan.table, "inserted", landed, unit=noted)
                 result.manifest_file = files.manifest_file()
+
+
+def _rolled_back(session: ProdSession, exc: BaseException) -> bool:
+    """Whether prod is known to have rolled the unit back: it answered with an error, or the unit stopped before
+    its COMMIT was sent (the export ended it). A link lost, or an interrupt, while the COMMIT may be on its way
+    leaves that unknown."""
+    if isinstance(exc, ExportAborted):
+        return True
+    return isinstance(exc, Exception) and not session.connection_lost(exc)
 
 
 def _staged_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadResult, rejects: RejectFile,

@@ -7,13 +7,21 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from websync_dagster.core.errors import SyncError, TableSyncError
 from websync_dagster.engine.catalog import TableInfo, read_catalog
 from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.events import EventSink, Note
 from websync_dagster.engine.order import fk_order
-from websync_dagster.engine.run_files import RunFiles, read_before_images, read_manifest
+from websync_dagster.engine.run_files import (
+    OPS,
+    RunFiles,
+    before_path,
+    read_before_images,
+    read_manifest,
+    unrecorded_units,
+)
 from websync_dagster.engine.undo.decide import Action, Entry, decide
 from websync_dagster.engine.undo.steps import (
     UNDO_COLUMNS,
@@ -41,6 +49,9 @@ class UndoTable:
     left: dict[str, str] = field(default_factory=dict)
     before_image_file: str | None = None
     dry_run: bool = False
+    #: the run's units of this table whose end its manifest does not hold (engine/run_files.py): what each did and
+    #: where its rows are; their rows may be in prod without being in the manifest, and are not undone
+    unrecorded_units: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         """The table's figures, the reasons and each row left alone (``left``: id -> why): ``--json``, the op's
@@ -48,13 +59,16 @@ class UndoTable:
         verb = "would " if self.dry_run else ""
         return {"table": self.table, f"{verb}delete": self.deleted, f"{verb}restore": self.restored,
                 f"{verb}insert": self.inserted, "left alone": len(self.left),
-                "reasons": sorted(set(self.left.values())), "left": dict(self.left)}
+                "reasons": sorted(set(self.left.values())), "left": dict(self.left),
+                "unrecorded units": list(self.unrecorded_units)}
 
 
 def text_row(row: dict[str, object]) -> dict[str, object]:
     """An ``UndoTable.to_dict()`` as a row of the printed table: the reasons in one cell, the ids left out."""
     reasons = row.get("reasons") or []
-    return {**{k: v for k, v in row.items() if k != "left"}, "reasons": "; ".join(map(str, reasons))}
+    unrecorded = row.get("unrecorded units") or []
+    return {**{k: v for k, v in row.items() if k not in ("left", "unrecorded units")},
+            "reasons": "; ".join(map(str, reasons)), "unrecorded units": len(unrecorded)}
 
 
 def _chunks(entries: Sequence[Entry], size: int) -> Iterator[Sequence[Entry]]:
@@ -78,9 +92,14 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
     (its error is raised after the others are done)."""
     export_dir = ctx.settings.export_dir
     by_table: dict[str, list[Entry]] = {}
-    for line in read_manifest(export_dir, run_id):
-        entry = Entry.of(line)
-        by_table.setdefault(entry.table, []).append(entry)
+    lines = read_manifest(export_dir, run_id)
+    for line in lines:
+        if line["op"] in OPS:
+            entry = Entry.of(line)
+            by_table.setdefault(entry.table, []).append(entry)
+    unrecorded = unrecorded_units(lines)
+    for table in unrecorded:
+        by_table.setdefault(table, [])
     catalog = read_catalog(ctx.prod, list(by_table), side="prod", require_all=False)
     missing = [t for t in by_table if t not in catalog]
     if missing:
@@ -89,7 +108,9 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
     files = None if dry_run else ctx.run_files(undo_run_id)
     if files is not None:
         files.start()  # an undo that changes nothing still has a manifest: undoing it is then nothing to do
-    results = {t: UndoTable(t, dry_run=dry_run) for t in order}
+    results = {t: UndoTable(t, dry_run=dry_run, unrecorded_units=[_unit_said(u, export_dir, run_id)
+                                                                    for u in unrecorded.get(t, [])])
+               for t in order}
     errors: list[TableSyncError] = []
     phases = [(reversed(order), ("inserted",)), (order, ("updated", "deleted"))]
     #: table -> ids this undo deletes (a dry run: would delete); a reference from one of them does not count
@@ -118,10 +139,22 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
             verb = "would be " if dry_run else ""
             report(Note(f"undo of {run_id}: {result.table}: {result.deleted} rows {verb}deleted, {result.restored} "
                         f"{verb}restored, {result.inserted} {verb}inserted again, {len(result.left)} left alone"
-                        + (f" ({'; '.join(sorted(set(result.left.values())))})" if result.left else "")))
+                        + (f" ({'; '.join(sorted(set(result.left.values())))})" if result.left else "")
+                        + "".join(f"; not undone: {said}" for said in result.unrecorded_units)))
     if errors:
         raise errors[0]
     return [results[t] for t in order]
+
+
+def _unit_said(line: dict, export_dir: Path, run_id: str) -> str:
+    """What a unit the manifest has no end for did, and where its rows are, in one phrase."""
+    if line.get("does") == "updated":
+        where = (f"its {len(line.get('ids') or [])} rows' before-images are in "
+                 f"{before_path(export_dir, line['table'], run_id)}")
+    else:
+        where = f"its rows start at row {line.get('export_row', '?')} of the run's export of {line['table']}"
+    return (f"a unit that {line.get('does', 'changed')} rows may have committed without its rows in the manifest "
+            f"(the run stopped, or lost its link, while prod committed it); {where}")
 
 
 def _undo_unit(ctx: SyncContext, info: TableInfo, refs: list[Reference], entries: Sequence[Entry],

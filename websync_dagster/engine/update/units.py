@@ -116,12 +116,18 @@ def update_newer(dev: psycopg.Connection, session: ProdSession, plan: TablePlan,
         hashes = {image["id"]: image["hash"] for image in images}
         expected = _expected_csv(images)
         waiting = watch.watching(session.application_name, result.updated) if watch else contextlib.nullcontext()
-        with waiting:
-            results = session.run_transaction(update_steps(plan, lambda rows=rows: [rows],
-                                                           lambda expected=expected: [expected],
-                                                           with_content=rejects.content_budget))
+        noted = files.sending(plan.table, "updated", ids=[i["id"] for i in images])
+        try:
+            with waiting:
+                results = session.run_transaction(update_steps(plan, lambda rows=rows: [rows],
+                                                               lambda expected=expected: [expected],
+                                                               with_content=rejects.content_budget))
+        except Exception as exc:
+            if not session.connection_lost(exc):
+                files.rolled_back(plan.table, noted)
+            raise
         updated = results.rows("updated")
-        files.record(plan.table, "updated", [{**u, "before": hashes.get(u["id"])} for u in updated])
+        files.record(plan.table, "updated", [{**u, "before": hashes.get(u["id"])} for u in updated], unit=noted)
         result.commits += 1
         result.bytes += len(rows)
         if updated:
