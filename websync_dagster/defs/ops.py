@@ -13,11 +13,15 @@ from websync_dagster.engine.run import run_diff, run_status
 from websync_dagster.engine.table_diff import TableDiff
 
 DIFF_COLUMNS = ("table", "dev_rows", "prod_rows", "missing_in_prod", "only_in_prod", "changed")
+#: the changed rows by version, and the rows that differ only in it: columns of the table when a table is opted in to
+#: newer-wins updates (empty for the others)
+VERSION_COLUMNS = ("newer_in_dev", "newer_in_prod", "same_version_differs", "version_only")
 
 
-def diff_rows(diffs: list[TableDiff]) -> list[dict[str, int | str]]:
+def diff_rows(diffs: list[TableDiff]) -> list[dict[str, int | str | None]]:
     """The diff table, the same for diff_job, `websync diff` and the sensor."""
-    return [{c: d.to_dict()[c] for c in DIFF_COLUMNS} for d in diffs]
+    columns = DIFF_COLUMNS + (VERSION_COLUMNS if any(d.newer_in_dev is not None for d in diffs) else ())
+    return [{c: d.to_dict()[c] for c in columns} for d in diffs]
 
 
 def diff_observations(diffs: list[TableDiff]) -> list[AssetObservation]:

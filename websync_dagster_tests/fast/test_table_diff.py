@@ -36,3 +36,18 @@ def test_a_table_not_opted_in_has_no_split():
     diff = _diff(2)
     assert diff.version_only is None and diff.newer_in_dev is None
     assert diff.summary() == "web_pages: 0 missing in prod, 0 only in prod, 2 changed"
+
+
+def test_the_diff_table_shows_the_split_by_version_once_a_table_is_opted_in():
+    """`websync diff`, diff_job and the sensor print one table: the version columns join it when a table is opted
+    in (empty cells for the others), and stay out of it when none is."""
+    from websync_dagster.core.report import text_table
+    from websync_dagster.defs.ops import DIFF_COLUMNS, VERSION_COLUMNS, diff_rows
+
+    files = TableDiff("web_files", dev_rows=8, prod_rows=8, missing_in_prod=1, only_in_prod=0, changed=2)
+    assert [list(r) for r in diff_rows([files])] == [list(DIFF_COLUMNS)]
+    rows = diff_rows([files, _diff(7).with_versions("updated_at", 2, 1, 3)])
+    assert list(rows[1]) == [*DIFF_COLUMNS, *VERSION_COLUMNS]
+    assert [rows[1][c] for c in VERSION_COLUMNS] == [2, 1, 1, 3] and rows[0]["version_only"] is None
+    header, first, second = text_table(rows).splitlines()
+    assert header.split()[-1] == "version_only" and first.split()[-1] == "NaN" and second.split()[-1] == "3.0"
