@@ -74,8 +74,6 @@ class RunFiles:
     images: dict[str, int] = field(default_factory=dict)
     #: table -> manifest lines written this run
     recorded: dict[str, int] = field(default_factory=dict)
-    #: commit units begun (``sending``) this run, all tables
-    units: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -108,7 +106,6 @@ class RunFiles:
         manifest), for ``record`` or ``rolled_back``. A unit that cannot be noted is not sent."""
         unit = secrets.token_hex(6)
         with self._lock:
-            self.units += 1
             try:
                 _append(self.manifest, [{"table": table, "op": UNIT, "unit": unit, "state": SENDING, "does": what,
                                          **detail}])
@@ -124,7 +121,7 @@ class RunFiles:
 
     def record(self, table: str, op: str, rows: Iterable[Mapping[str, Any]], unit: str | None = None) -> None:
         """Add to the manifest what a committed unit did: ``op`` (``OPS``) on rows ``{"id", "hash", ...}``, and (with
-        its number from ``sending``) that ``unit`` committed, in the same write."""
+        its id from ``sending``) that ``unit`` committed, in the same write."""
         if op not in OPS:
             raise ValueError(f"manifest op must be one of {OPS}, not {op!r}")
         lines = [{"table": table, "op": op, **row} for row in rows]

@@ -152,7 +152,8 @@ def _unit_said(line: dict, export_dir: Path, run_id: str) -> str:
         where = (f"its {len(line.get('ids') or [])} rows' before-images are in "
                  f"{before_path(export_dir, line['table'], run_id)}")
     else:
-        where = f"its rows start at row {line.get('export_row', '?')} of the run's export of {line['table']}"
+        where = (f"its rows start at row {line.get('export_row', '?')} of the run's export of {line['table']} "
+                 f"(in {export_dir}; after a retry, that attempt's export)")
     return (f"a unit that {line.get('does', 'changed')} rows may have committed without its rows in the manifest "
             f"(the run stopped, or lost its link, while prod committed it); {where}")
 
