@@ -52,7 +52,8 @@ def summary_rows(mode: str, result: ExecuteInProcessResult, *, full: bool = Fals
         updates = any(m.get("update_newer") for _, m in materialized)
         return [
             {"table": table, "prod before": m["prod_rows_before"], "prod after": m["prod_rows_after"],
-             "inserted": m["inserted"], **({"updated": m["updated"], "prod newer kept": m.get("prod_newer_kept", 0)}
+             "inserted": m["inserted"], **({"updated": m["updated"], "prod newer kept": m.get("prod_newer_kept", 0),
+                                            "same version differs": m.get("same_version_differs")}
                                            if updates else {}),
              "already present": m["already_present"],
              "skipped (other key)": m["skipped_other_key"], "rejected": m["rejected"],

@@ -162,10 +162,11 @@ def _table_results(context: AssetExecutionContext, run: TableRun, ctx: SyncConte
     if run.load is None:  # its events (engine/outcome.py) are in the log already
         return
     outcome, key = run.load, prod_key(table)
+    same_version = metadata.last_diff_same_version(context.instance, key) if run.update is not None else None
     yield MaterializeResult(
         asset_key=key,
         metadata=metadata.load_metadata(outcome, ctx.transport.describe(), reexported=run.reexported,
-                                         update=run.update),
+                                         update=run.update, same_version=same_version),
         check_results=[
             metadata.landed_check(outcome, key, LANDED_CHECK, run.update),
             metadata.rejects_check(outcome, key, NO_REJECTS_CHECK),

@@ -8,6 +8,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetKey,
+    DagsterInstance,
     MetadataValue,
     TableColumn,
     TableRecord,
@@ -36,8 +37,23 @@ def export_metadata(result: ExportResult) -> dict[str, Any]:
     }
 
 
-def update_metadata(update: UpdateResult | None) -> dict[str, Any]:
-    """What the newer-wins update path did (a table opted in by WEBSYNC_UPDATE_NEWER); ``updated`` 0 otherwise."""
+def last_diff_same_version(instance: DagsterInstance, key: AssetKey) -> dict[str, Any]:
+    """The rows both sides hold with the same version and other content, as the last diff of the table counted them
+    (its observation of ``key``: diff_job, `websync diff`, the diff sensor), and when. A sync reads only ids and
+    versions, so it cannot count them itself; the update path never touches them, so the diff's count stands
+    until dev or prod changes. None when no diff of the table opted in was recorded."""
+    records = instance.fetch_observations(key, limit=1).records
+    observed = records[0].asset_observation if records else None
+    value = observed.metadata.get("same_version_differs") if observed is not None else None
+    if value is None or value.value is None:
+        return {"same_version_differs": MetadataValue.null(), "same_version_differs_as_of": MetadataValue.null()}
+    return {"same_version_differs": value.value,
+            "same_version_differs_as_of": MetadataValue.timestamp(records[0].timestamp)}
+
+
+def update_metadata(update: UpdateResult | None, same_version: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the newer-wins update path did (a table opted in by WEBSYNC_UPDATE_NEWER); ``updated`` 0 otherwise.
+    ``same_version``: ``last_diff_same_version`` of the table."""
     if update is None:
         return {"updated": 0, "update_newer": False}
     data: dict[str, Any] = {
@@ -46,6 +62,7 @@ def update_metadata(update: UpdateResult | None) -> dict[str, Any]:
         "updated": update.updated,
         "newer_in_dev": update.newer_in_dev,
         "prod_newer_kept": update.prod_newer_kept,
+        **(same_version or {}),
         "update_left_unchanged": update.left_unchanged,
         "update_rejected": update.rejected,
         "update_skipped_by_key": MetadataValue.json(update.skipped),
@@ -67,9 +84,10 @@ def update_metadata(update: UpdateResult | None) -> dict[str, Any]:
 
 
 def load_metadata(outcome: LoadOutcome, transport: str, *, reexported: bool = False,
-                  update: UpdateResult | None = None) -> dict[str, Any]:
+                  update: UpdateResult | None = None, same_version: dict[str, Any] | None = None) -> dict[str, Any]:
     """``reexported``: the load was selected without its export, which was run again first; ``update``: what the
-    newer-wins update path did after the inserts (None: the table is insert-only)."""
+    newer-wins update path did after the inserts (None: the table is insert-only); ``same_version``: see
+    ``last_diff_same_version``."""
     result, plan = outcome.result, outcome.plan
     rate = round(result.shipped / result.seconds) if result.seconds else 0
     data: dict[str, Any] = {
@@ -106,7 +124,7 @@ def load_metadata(outcome: LoadOutcome, transport: str, *, reexported: bool = Fa
         data["reject_file"] = MetadataValue.path(result.reject_file)
     if result.manifest_file:
         data["manifest_file"] = MetadataValue.path(result.manifest_file)
-    data.update(update_metadata(update))
+    data.update(update_metadata(update, same_version))
     if result.fallback_reason:
         data["fast_path_refused"] = result.fallback_reason
     return data
