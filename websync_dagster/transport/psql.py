@@ -127,8 +127,14 @@ class PsqlSession(ProdSession):
 
     def _fail(self, status: int, stderr: bytes) -> PsqlError:
         text = self.ssh.redactor(stderr.decode("utf-8", "replace"))
+        where = f"prod (psql on {self.ssh.settings.host})"
+        if status == 0 and self.one is not None and not text.strip():
+            # psql ends well at the end of its input: the loop on the VPS stopped feeding it mid-script
+            decompress = Compressor(self.compression).remote_command
+            return PsqlError(f"{where}: psql's input ended before the script did: the VPS's {decompress} (or head) "
+                             "failed to feed it; nothing of the script was committed")
         otherwise = remote_failure(self.command, RemoteResult(status, b"", stderr), self.ssh.redactor)
-        return psql_error(status, text, where=f"prod (psql on {self.ssh.settings.host})", otherwise=otherwise)
+        return psql_error(status, text, where=where, otherwise=otherwise)
 
     def check_reachable(self) -> None:
         """Fail now, with psql's own words, if the remote command cannot reach the database."""

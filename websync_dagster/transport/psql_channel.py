@@ -26,17 +26,13 @@ from websync_dagster.transport.psql_script import READY, Compressor
 
 #: the loop on the VPS: ``{decompress}`` reads one frame (its chunks, up to a length 0) and ``{psql}`` is the
 #: user's psql command with websync's options; ``|| exit`` ends the loop once psql (hence the decompressor's
-#: pipe) is gone, the complaints of head and the decompressor silenced (stderr is for psql's errors). A
-#: decompressor that fails (psql, fed nothing more, would end as if all went well) says so on stderr, in one line
-#: naming it, unless a broken pipe ended it (psql had gone first, and said why). The shell keeps the channel's
-#: stdout open after psql exits, so psql's end is told by a line of its own, ``{ended}`` (random per psql: no
-#: output line of psql can be it) and psql's exit status.
+#: pipe) is gone, the complaints of head and the decompressor silenced (stderr is for psql's errors). The
+#: shell keeps the channel's stdout open after psql exits, so psql's end is told by a line of its own,
+#: ``{ended}`` (random per psql: no output line of psql can be it) and psql's exit status.
 FRAMED_LOOP = (
     'while IFS= read -r _ws_frame; do '
     '{{ while IFS= read -r _ws_n && [ "$_ws_n" != 0 ]; do head -c "$_ws_n" 2>/dev/null || exit 1; '
-    'done; }} | {decompress} 2>/dev/null || {{ _ws_d=$?; [ "$_ws_d" = 141 ] || echo "the VPS\'s {decompress} '
-    'failed on a script (exit status $_ws_d): psql ended without committing it" >&2; exit 1; }}; '
-    'done | {{ {psql}; _ws_s=$?; echo "{ended} $_ws_s"; exit $_ws_s; }}'
+    'done; }} | {decompress} 2>/dev/null || exit 1; done | {{ {psql}; _ws_s=$?; echo "{ended} $_ws_s"; exit $_ws_s; }}'
 )
 #: compressed bytes per chunk: a ``head`` process per chunk on the VPS, so not too small
 CHUNK_BYTES = 1 << 18
