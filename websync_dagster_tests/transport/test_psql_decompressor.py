@@ -31,7 +31,6 @@ def test_a_decompressor_that_fails_on_the_vps_is_said_by_name(sync_env, vps, tmp
         with pytest.raises(PsqlError) as failed, SshPsqlTransport(settings).session() as session:
             session.run_transaction([Query("one", sql.SQL("SELECT 1 AS one"))])  # (psql's first script is its settings)
         message = str(failed.value)
-        print(message)
         assert "zstd -dcq" in message and "failed" in message, message
         assert "exit status 0" not in message, message
     finally:

@@ -54,7 +54,7 @@ def load_units(session: ProdSession, plan: TablePlan, chunks: Iterator[bytes], f
                     if landed is False:
                         landed = _staged_unit(session, plan, unit, result, rejects, first)
             except BaseException as exc:
-                if files is not None and noted is not None and _rolled_back(session, exc):
+                if noted is not None and _rolled_back(session, exc):
                     files.rolled_back(plan.table, noted)
                 if isinstance(exc, (TableSyncError, ExportAborted)) or not isinstance(exc, Exception):
                     raise
