@@ -9,6 +9,7 @@ from __future__ import annotations
 from websync_dagster.core.errors import SyncError, TableSyncError, first_line
 from websync_dagster.core.redact import Redactor
 from websync_dagster.engine.events import FailureReason
+from websync_dagster.engine.run_files import ManifestUnwritable
 
 #: exceptions that only a mistake in websync's own code raises (a missing key, a broken invariant, a wrong
 #: type); errors from prod, dev, the disk or the link are psycopg.Error, OSError, EOFError, SyncError
@@ -94,6 +95,9 @@ def unit_failure(table: str, exc: BaseException, *, first_row: int, last_row: in
         return internal_error(table, exc, redact)
     rows = f"rows {first_row}-{last_row}" if last_row is not None and last_row >= first_row else \
         f"rows from {first_row}"
+    if isinstance(exc, ManifestUnwritable):
+        return UnitFailed(table, f"{exc}; the unit held {rows} of the delta ({committed_rows} rows committed before "
+                                 "stay)")
     return UnitFailed(
         table, f"load into prod failed: {(redact or Redactor())(reason(exc))}; the unit in flight ({rows} of the "
                f"delta) was rolled back ({committed_rows} rows committed before stay)")

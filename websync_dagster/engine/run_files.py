@@ -6,11 +6,17 @@ and fsynced before the change is committed (images) or as soon as it is (manifes
 
 Lines are JSON objects; a run's files are appended to by its attempts (a retry after a lost link adds to them).
 
-Each commit unit's fate is in the manifest too (``op: "unit"``): a ``sending`` line, fsynced before the unit goes
-to prod, then ``committed`` (in the same write as its rows' lines) or ``rolled back``. A unit left ``sending`` is
-one whose end the run never saw: the process was killed, or the link was lost, while prod committed it or rolled
-it back. Its rows may be in prod without being in the manifest, and undo says so (``unrecorded_units``) rather
-than passing over them in silence.
+Each commit unit's fate is in the manifest too (``op: "unit"``). Where the session can hold a transaction open
+(``ProdSession.holds_commit``), the unit's rows are written, each naming the unit, with a ``committing`` line, in
+one fsynced write after prod ran the unit and before its COMMIT is sent; then ``committed`` or ``rolled back``.
+A unit left ``committing`` (the process killed, or the link lost, as it committed) has its rows in the manifest
+all the same: undo acts on those prod holds as the unit left them (it committed) and lists the others (it rolled
+back, or prod changed them since). No row can be in prod by a unit the manifest does not name.
+
+A session that sends each transaction whole (ssh_psql with a psql per transaction) writes a ``sending`` line,
+fsynced before the unit goes to prod, then its rows with ``committed`` once prod answered. A unit left ``sending``
+may have rows in prod the manifest does not name, and undo says so (``unrecorded_units``) rather than passing
+over them in silence.
 """
 
 from __future__ import annotations
@@ -33,7 +39,16 @@ BEFORE_SUBDIR = "before"
 OPS = ("inserted", "updated", "deleted")
 #: a manifest line about a commit unit, not a row, and the states it names
 UNIT = "unit"
-SENDING, COMMITTED, ROLLED_BACK = "sending", "committed", "rolled back"
+SENDING, COMMITTING, COMMITTED, ROLLED_BACK = "sending", "committing", "committed", "rolled back"
+
+
+class ManifestUnwritable(SyncError):
+    """A unit's rows could not be written to the manifest before its COMMIT: the unit was rolled back."""
+
+
+def new_unit_id() -> str:
+    """A commit unit's id in the manifest (random: another process may append to the same run's manifest)."""
+    return secrets.token_hex(6)
 
 
 def manifest_path(export_dir: Path, run_id: str) -> Path:
@@ -104,7 +119,7 @@ class RunFiles:
         """Note (fsynced) that a unit of ``table`` is about to go to prod, ``what`` it does (an op of ``OPS``) and
         where its rows are (``detail``); the unit's id (random: another process may append to the same run's
         manifest), for ``record`` or ``rolled_back``. A unit that cannot be noted is not sent."""
-        unit = secrets.token_hex(6)
+        unit = new_unit_id()
         with self._lock:
             try:
                 _append(self.manifest, [{"table": table, "op": UNIT, "unit": unit, "state": SENDING, "does": what,
@@ -113,6 +128,29 @@ class RunFiles:
                 raise SyncError(f"{table}: the manifest {self.manifest} could not be written ({exc}); nothing of this "
                                 "unit was sent to prod") from exc
         return unit
+
+    def committing(self, table: str, unit: str, rows_by_op: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
+        """Before ``unit``'s COMMIT is sent: what it did (per op of ``OPS``, its rows ``{"id", "hash" or "xmin",
+        ...}``), each line naming the unit, and that it is committing, in one fsynced write. One that cannot be
+        written raises: the caller then rolls the unit back, so no row is in prod that the manifest does not name."""
+        lines = []
+        for op, rows in rows_by_op.items():
+            if op not in OPS:
+                raise ValueError(f"manifest op must be one of {OPS}, not {op!r}")
+            lines += [{"table": table, "op": op, "unit": unit, **row} for row in rows]
+        mark = {"table": table, "op": UNIT, "unit": unit, "state": COMMITTING, "does": ", ".join(rows_by_op)}
+        with self._lock:
+            try:
+                _append(self.manifest, [*lines, mark])
+            except OSError as exc:
+                raise ManifestUnwritable(f"the run's manifest {self.manifest} could not be written ({exc}): the unit "
+                                         "was rolled back before its commit, nothing of it is in prod") from exc
+        self.recorded[table] = self.recorded.get(table, 0) + len(lines)
+
+    def committed(self, table: str, unit: str) -> None:
+        """Note that prod committed a unit noted ``committing``; not noted, undo finds it out from prod."""
+        with self._lock, contextlib.suppress(OSError):
+            _append(self.manifest, [{"table": table, "op": UNIT, "unit": unit, "state": COMMITTED}])
 
     def rolled_back(self, table: str, unit: str) -> None:
         """Note that prod rolled the unit back (it said so); a unit whose end is unknown is left ``sending``."""
@@ -153,6 +191,38 @@ def read_manifest(export_dir: Path, run_id: str) -> list[dict[str, Any]]:
         raise SyncError(f"no manifest for run {run_id} ({path}): that run changed nothing in prod, or its files "
                         "were written under another WEBSYNC_EXPORT_DIR")
     return _lines(path)
+
+
+@dataclass
+class ManifestRows:
+    """What undo acts on (``rows_to_undo``): the row lines, and the ids among them (by table) whose unit's end the
+    manifest does not hold: prod says whether it committed."""
+
+    lines: list[dict[str, Any]]
+    unsure: dict[str, set[str]]
+
+
+def rows_to_undo(lines: Iterable[Mapping[str, Any]]) -> ManifestRows:
+    """The manifest's row lines but those of units prod rolled back, and those of a unit left ``committing`` whose
+    row a later unit of the run sent again (that retry found the row still to do: the unit had not committed)."""
+    lines = list(lines)
+    state: dict[str, str] = {}
+    for line in lines:
+        if line.get("op") == UNIT:
+            state[line["unit"]] = line.get("state", "")
+    rows = [line for line in lines if line.get("op") in OPS and state.get(line.get("unit", "")) != ROLLED_BACK]
+    out = ManifestRows([], {})
+    later: set[tuple[str, str]] = set()
+    for line in reversed(rows):
+        key = (line["table"], str(line["id"]))
+        if state.get(line.get("unit", "")) == COMMITTING:
+            if key in later:
+                continue
+            out.unsure.setdefault(key[0], set()).add(key[1])
+        later.add(key)
+        out.lines.append(dict(line))
+    out.lines.reverse()
+    return out
 
 
 def unrecorded_units(lines: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -56,6 +56,8 @@ class CopyIn:
 
 
 Step = Statement | Query | CopyIn
+#: called with a transaction's results once prod has run all its steps, before COMMIT is sent (``run_transaction``)
+BeforeCommit = Callable[["Results"], None]
 
 
 class Results(dict[str, list[dict[str, Any]]]):
@@ -154,10 +156,18 @@ class ProdSession(ABC):
         work: a new session may then complete it. Interruptions are never a lost link."""
         return any(_is_lost_link(e) for e in causes(exc))
 
+    #: whether ``run_transaction`` can hold a transaction open for ``before_commit`` (ssh_psql with a psql per
+    #: transaction cannot: its script is sent whole)
+    holds_commit: bool = True
+
     @abstractmethod
-    def run_transaction(self, steps: Sequence[Step]) -> Results:
+    def run_transaction(self, steps: Sequence[Step], before_commit: BeforeCommit | None = None) -> Results:
         """Run the steps in one transaction; return the rows of each Query step and, for each CopyIn
         step, ``[{"rows": <rows the server copied>}]``, under the step's name.
+
+        ``before_commit`` (only where ``holds_commit``): called with those results once prod has run every step,
+        before COMMIT is sent; if it raises, the transaction is rolled back. What it writes on this side (the
+        run's manifest) is then on disk before prod can have committed: one round trip more.
 
         Any error rolls the whole transaction back and propagates.
         """

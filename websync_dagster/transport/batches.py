@@ -24,18 +24,19 @@ class Batch:
     offset: int
 
 
-def batches(steps: Sequence[Step]) -> list[Batch | CopyIn]:
+def batches(steps: Sequence[Step], *, commit: bool = True) -> list[Batch | CopyIn]:
     """The transaction's exchanges in order: a ``Batch`` for each run of statements and queries, each COPY alone;
-    BEGIN opens the first batch and COMMIT closes the last (a batch of their own where a COPY is first or last)."""
+    BEGIN opens the first batch and COMMIT closes the last (a batch of their own where a COPY is first or last).
+    ``commit=False``: no COMMIT (the caller sends it, after looking at the results)."""
     out: list[Batch | CopyIn] = []
     run: list[Statement | Query] = []
 
     def flush(*, first: bool, last: bool) -> None:
-        if not (run or first or last):
+        if not (run or first or (last and commit)):
             return
         texts = [sql.SQL("BEGIN")] if first else []
         texts += [as_json_rows(s.query) if isinstance(s, Query) else s.query for s in run]
-        if last:
+        if last and commit:
             texts.append(sql.SQL("COMMIT"))
         out.append(Batch(tuple(texts), tuple(run), 1 if first else 0))
         run.clear()

@@ -14,6 +14,7 @@ from psycopg.pq import TransactionStatus
 from websync_dagster.core.errors import SyncError, first_line
 from websync_dagster.core.redact import Redactor, safe_url
 from websync_dagster.transport.base import (
+    BeforeCommit,
     CopyIn,
     ProdSession,
     ProdTransport,
@@ -118,7 +119,7 @@ class PsycopgSession(ProdSession):
             for chunk in copy:
                 yield bytes(chunk)
 
-    def run_transaction(self, steps: Sequence[Step]) -> Results:
+    def run_transaction(self, steps: Sequence[Step], before_commit: BeforeCommit | None = None) -> Results:
         check_step_names(steps)
         results = Results()
         if not self.conn.autocommit or not self.batched:
@@ -126,6 +127,8 @@ class PsycopgSession(ProdSession):
                 try:
                     for step in steps:
                         self._run_step(cur, step, results)
+                    if before_commit is not None:
+                        before_commit(results)
                 except BaseException as exc:
                     if not isinstance(exc, Exception):
                         self._abandon()
@@ -133,11 +136,14 @@ class PsycopgSession(ProdSession):
             return results
         try:
             with self.conn.cursor() as cur:
-                for exchange in batches(steps):
+                for exchange in batches(steps, commit=before_commit is None):
                     if isinstance(exchange, Batch):
                         self._run_batch(cur, exchange, results)
                     else:
                         self._run_step(cur, exchange, results)
+                if before_commit is not None:
+                    before_commit(results)
+                    cur.execute(sql.SQL("COMMIT"))
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 self._abandon()

@@ -32,6 +32,7 @@ from psycopg import sql
 from websync_dagster.core.errors import ConfigError
 from websync_dagster.core.settings import Settings, reveal
 from websync_dagster.transport.base import (
+    BeforeCommit,
     CopyIn,
     ProdSession,
     Query,
@@ -47,6 +48,7 @@ from websync_dagster.transport.psql_channel import OnePsql
 from websync_dagster.transport.psql_errors import PsqlError, psql_error
 from websync_dagster.transport.psql_script import (
     DONE,
+    HELD,
     Compressor,
     committed,
     escape_terminator_lines,
@@ -183,7 +185,12 @@ class PsqlSession(ProdSession):
         finally:
             channel.close()
 
-    def _script(self, steps: Sequence[Step], prelude: bool = True) -> Iterator[bytes]:
+    @property
+    def holds_commit(self) -> bool:  # type: ignore[override]
+        """One psql keeps its transaction open between two scripts; a psql per transaction is sent its whole."""
+        return self.one is not None
+
+    def _script(self, steps: Sequence[Step], prelude: bool = True, *, commit: bool = True) -> Iterator[bytes]:
         yield (self._prelude() if prelude else b"") + b"\\o /dev/null\nBEGIN;\n"
         for step in steps:
             if isinstance(step, Statement):
@@ -201,14 +208,16 @@ class PsqlSession(ProdSession):
                 # psql (quiet) does not print COPY's row count; it only ever copies into a fresh staging
                 # table, whose row count is the COPY's
                 yield marked_query(step.name, sql.SQL("SELECT count(*) AS rows FROM {}").format(step.table))
-        yield f"COMMIT;\n\\o\n\\echo {DONE}\n".encode()
+        yield f"COMMIT;\n\\o\n\\echo {DONE}\n".encode() if commit else f"\\o\n\\echo {HELD}\n".encode()
 
     def close(self) -> None:
         if self.one is not None:
             self.one.close()
 
-    def run_transaction(self, steps: Sequence[Step]) -> Results:
+    def run_transaction(self, steps: Sequence[Step], before_commit: BeforeCommit | None = None) -> Results:
         check_step_names(steps)
+        if before_commit is not None:
+            return self._held_transaction(steps, before_commit)
         if self.one is not None:
             lines = self.one.run(self._script(steps, prelude=False), DONE)
             return marked_results("\n".join([*lines, DONE]))
@@ -251,6 +260,23 @@ class PsqlSession(ProdSession):
             raise PsqlError(f"prod (psql on {self.ssh.settings.host}) ended before the transaction committed, "
                             f"so it was rolled back ({said[-1].strip() if said else 'nothing on stderr'})")
         return marked_results(out)
+
+    def _held_transaction(self, steps: Sequence[Step], before_commit: BeforeCommit) -> Results:
+        """The steps as one script that ends before COMMIT, ``before_commit`` on their results, then COMMIT as a
+        second: the one psql keeps the transaction open meanwhile. If ``before_commit`` raises, that psql is closed
+        (prod rolls the transaction back as it ends) and COMMIT never sent."""
+        if self.one is None:
+            raise ValueError("a psql per transaction cannot hold its transaction open (holds_commit is False)")
+        lines = self.one.run(self._script(steps, prelude=False, commit=False), HELD)
+        results = marked_results("\n".join([*lines, HELD]), end=HELD)
+        try:
+            before_commit(results)
+        except BaseException:
+            self.one.close()
+            raise
+        self.one.run([f"COMMIT;\n\\echo {DONE}\n".encode()], DONE)
+        return results
+
 
 class SshPsqlTransport(SshTransport):
     name = "ssh_psql"

@@ -19,6 +19,8 @@ from websync_dagster.transport.psql_errors import PsqlError
 MARK = "__websync_result_{}__"
 MARK_LINE = re.compile(r"__websync_result_(\w+)__")
 DONE = "__websync_committed__"
+#: echoed at the end of a script that leaves its transaction open for the client to commit (psql.py)
+HELD = "__websync_held__"
 #: echoed by a session's psql once its settings are set (psql_channel.py)
 READY = "__websync_ready__"
 _TERMINATOR_LINE = re.compile(rb"^\\\.(?=\r?$)", re.MULTILINE)
@@ -94,9 +96,10 @@ def marked_query(mark: str, query: sql.Composable) -> bytes:
     return f"\\o\n\\echo {MARK.format(mark)}\n{text};\n\\o /dev/null\n".encode()
 
 
-def committed(lines: list[str]) -> bool:
-    """Whether psql's last line of output is the end marker, which it echoes only after ``COMMIT`` succeeded."""
-    return bool(lines) and lines[-1] == DONE
+def committed(lines: list[str], end: str = DONE) -> bool:
+    """Whether psql's last line of output is the end marker, which it echoes only after ``COMMIT`` succeeded (or,
+    ``HELD``, after the last step of a script that leaves the commit to the client)."""
+    return bool(lines) and lines[-1] == end
 
 
 def output_lines(out: str) -> list[str]:
@@ -108,14 +111,14 @@ def output_lines(out: str) -> list[str]:
     return lines
 
 
-def marked_results(out: str) -> Results:
+def marked_results(out: str, end: str = DONE) -> Results:
     """Each marked step's JSON, by the name its marker line carries, up to the end marker.
 
     Markers count only as whole lines. A result is ``json_agg``'s JSON, which never holds a raw newline
     (JSON escapes it inside a string; json_agg breaks lines only between elements, each line then starting
     with ``{``, ``[`` or a space), so no line of a result is a marker, whatever text the rows hold."""
     lines = output_lines(out)
-    if not committed(lines):
+    if not committed(lines, end):
         raise PsqlError("psql's output did not report that the transaction committed (no end marker line)")
     results = Results()
     name: str | None = None

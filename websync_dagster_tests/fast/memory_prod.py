@@ -40,6 +40,7 @@ from websync_dagster.engine.load.blocks import block_text
 from websync_dagster.engine.load.clashes import ALREADY_PRESENT
 from websync_dagster.engine.load.refusals import ROW_REFUSALS
 from websync_dagster.transport.base import (
+    BeforeCommit,
     CopyIn,
     ProdSession,
     ProdTransport,
@@ -295,7 +296,7 @@ class MemorySession(ProdSession):
     def copy_out(self, query: sql.Composable) -> Iterator[bytes]:
         raise NotImplementedError(f"the memory prod does not answer COPY TO: {text(query)[:200]}")
 
-    def run_transaction(self, steps: Sequence[Step]) -> Results:
+    def run_transaction(self, steps: Sequence[Step], before_commit: BeforeCommit | None = None) -> Results:
         self._check_usable()
         check_step_names(steps)
         tx = _Work(self, Transaction(self.number))
@@ -303,6 +304,8 @@ class MemorySession(ProdSession):
         try:
             for step in steps:
                 tx.run(step)
+            if before_commit is not None:
+                before_commit(tx.results)
         except BaseException as exc:
             tx.record.error = exc
             raise

@@ -20,9 +20,9 @@ from websync_dagster.engine.load.staged import StagedCounts, staged_steps
 from websync_dagster.engine.load.steps import fast_path_steps
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
-from websync_dagster.engine.run_files import RunFiles
+from websync_dagster.engine.run_files import RunFiles, new_unit_id
 from websync_dagster.engine.units import Unit, UnitCutter
-from websync_dagster.transport.base import ProdSession
+from websync_dagster.transport.base import BeforeCommit, ProdSession
 
 
 def unit_seconds(plan: TablePlan, commit_every_s: float | None) -> float | None:
@@ -47,23 +47,39 @@ def load_units(session: ProdSession, plan: TablePlan, chunks: Iterator[bytes], f
             unit = cutter.next_unit()
             first = result.commits == 0
             waiting = watch.watching(session.application_name, result.inserted) if watch else contextlib.nullcontext()
-            noted = files.sending(plan.table, "inserted", export_row=result.sent + 1) if files is not None else None
+            noted, keep = _noted(session, plan.table, files, result.sent + 1)
             try:
                 with waiting:
-                    landed = session.supports_fast_path and _fast_unit(session, plan, unit, result, first)
+                    landed = session.supports_fast_path and _fast_unit(session, plan, unit, result, first, keep)
                     if landed is False:
-                        landed = _staged_unit(session, plan, unit, result, rejects, first)
+                        landed = _staged_unit(session, plan, unit, result, rejects, first, keep)
             except BaseException as exc:
-                if noted is not None and _rolled_back(session, exc):
+                if files is not None and noted is not None and _rolled_back(session, exc):
                     files.rolled_back(plan.table, noted)
                 if isinstance(exc, (TableSyncError, ExportAborted)) or not isinstance(exc, Exception):
                     raise
                 raise unit_failure(plan.table, exc, first_row=result.sent + 1,
                                    last_row=cutter.last_row(unit, result.sent), committed_rows=result.inserted) from exc
             result.commits += 1
-            if files is not None:
-                files.record(plan.table, "inserted", landed, unit=noted)
+            if files is not None and noted is not None:
+                if keep is not None:
+                    files.committed(plan.table, noted)
+                else:
+                    files.record(plan.table, "inserted", landed, unit=noted)
                 result.manifest_file = files.manifest_file()
+
+
+def _noted(session: ProdSession, table: str, files: RunFiles | None, first_row: int
+           ) -> tuple[str | None, BeforeCommit | None]:
+    """A unit's id in the run's manifest and, where the session holds a transaction open, what writes its rows
+    there before its COMMIT is sent (run_files.py); else the unit is noted ``sending`` now, its rows written once
+    prod answered."""
+    if files is None:
+        return None, None
+    if not session.holds_commit:
+        return files.sending(table, "inserted", export_row=first_row), None
+    unit = new_unit_id()
+    return unit, lambda results: files.committing(table, unit, {"inserted": results.rows("landed")})
 
 
 def _rolled_back(session: ProdSession, exc: BaseException) -> bool:
@@ -76,10 +92,10 @@ def _rolled_back(session: ProdSession, exc: BaseException) -> bool:
 
 
 def _staged_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadResult, rejects: RejectFile,
-                 first: bool) -> list[dict[str, Any]]:
+                 first: bool, keep: BeforeCommit | None) -> list[dict[str, Any]]:
     """The staged path for one unit, adding the server's counts to ``result``; the rows it inserted."""
     results = session.run_transaction(staged_steps(plan, unit.source, count_before=first,
-                                                   with_content=rejects.content_budget))
+                                                   with_content=rejects.content_budget), keep)
     counts = StagedCounts.read(results, counted_before=first)
     result.add_staged(counts)
     rejects.add(counts.refused)
@@ -87,12 +103,12 @@ def _staged_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: Load
     return counts.landed
 
 
-def _fast_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadResult, first: bool
-               ) -> list[dict[str, Any]] | bool:
+def _fast_unit(session: ProdSession, plan: TablePlan, unit: Unit, result: LoadResult, first: bool,
+               keep: BeforeCommit | None) -> list[dict[str, Any]] | bool:
     """COPY one unit straight into the table and return the rows it inserted; on refusal record why, leave the
     table as it was, read the unit to its end (the staged path sends it again) and return False."""
     try:
-        results = session.run_transaction(fast_path_steps(plan, unit.source, count_before=first))
+        results = session.run_transaction(fast_path_steps(plan, unit.source, count_before=first), keep)
     except psycopg.Error as exc:
         if not refused_by_a_row(exc):
             raise

@@ -15,11 +15,12 @@ from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.events import EventSink, Note
 from websync_dagster.engine.order import fk_order
 from websync_dagster.engine.run_files import (
-    OPS,
     RunFiles,
     before_path,
+    new_unit_id,
     read_before_images,
     read_manifest,
+    rows_to_undo,
     unrecorded_units,
 )
 from websync_dagster.engine.undo.decide import Action, Entry, decide
@@ -31,6 +32,7 @@ from websync_dagster.engine.undo.steps import (
     rows_now,
     undo_steps,
 )
+from websync_dagster.transport.base import Results
 
 #: rows of one undo unit
 UNIT_ROWS = 500
@@ -93,10 +95,10 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
     export_dir = ctx.settings.export_dir
     by_table: dict[str, list[Entry]] = {}
     lines = read_manifest(export_dir, run_id)
-    for line in lines:
-        if line["op"] in OPS:
-            entry = Entry.of(line)
-            by_table.setdefault(entry.table, []).append(entry)
+    to_undo = rows_to_undo(lines)
+    for line in to_undo.lines:
+        entry = Entry.of(line)
+        by_table.setdefault(entry.table, []).append(entry)
     unrecorded = unrecorded_units(lines)
     for table in unrecorded:
         by_table.setdefault(table, [])
@@ -125,7 +127,8 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
                 refs = [Reference(**r, key=catalog[r["table"]].primary_key[0] if r["table"] in catalog else None)
                         for r in ctx.prod.query(references_query(catalog[table]))]
                 for unit in _chunks(entries, UNIT_ROWS):
-                    _undo_unit(ctx, catalog[table], refs, unit, images, results[table], files, deleting)
+                    _undo_unit(ctx, catalog[table], refs, unit, images, results[table], files, deleting,
+                               to_undo.unsure.get(table, set()))
             except SyncError as exc:
                 errors.append(exc if isinstance(exc, TableSyncError) else TableSyncError(table, str(exc)))
             except Exception as exc:  # prod refused: this table stops, the others go on
@@ -159,16 +162,26 @@ def _unit_said(line: dict, export_dir: Path, run_id: str) -> str:
 
 
 def _undo_unit(ctx: SyncContext, info: TableInfo, refs: list[Reference], entries: Sequence[Entry],
-               images: dict, result: UndoTable, files: RunFiles | None, deleting: dict[str, set[str]]) -> None:
+               images: dict, result: UndoTable, files: RunFiles | None, deleting: dict[str, set[str]],
+               unsure: set[str]) -> None:
     ids = [e.id for e in entries]
     prod = ctx.prod
     now = {r["id"]: r for r in prod.run_transaction(rows_now(info, ids)).rows("now")}
-    referenced: dict[str, str] = {}
+    found: list[dict] = []
     if refs and any(e.op == "inserted" for e in entries):
-        found = prod.run_transaction(referencing(info, refs, ids))
-        for rows in found.values():
-            referenced.update({r["id"]: r["by"] for r in rows if r["row"] not in deleting.get(r["by"], set())})
-    decisions = decide(entries, {i: (r["hash"], r["xmin"]) for i, r in now.items()}, images, referenced)
+        found = [r for rows in prod.run_transaction(referencing(info, refs, ids)).values() for r in rows]
+    hashes = {i: (r["hash"], r["xmin"]) for i, r in now.items()}
+    # a row is deleted only when every row referencing it goes too: this unit's rows referencing each other (a
+    # document and the one it supersedes) go together, down to the rows no staying row references
+    going = {e.id for e in entries if e.op == "inserted"}
+    while True:
+        staying = [r for r in found if r["row"] not in deleting.get(r["by"], set())
+                   and not (r["by"] == info.name and r["row"] in going)]
+        decisions = decide(entries, hashes, images, {r["id"]: r["by"] for r in staying}, unsure)
+        deleted = {a.id for a in decisions.actions if a.action == "delete"}
+        if deleted == going:
+            break
+        going = deleted
     result.left.update(decisions.left)
     deleting.setdefault(info.name, set()).update(a.id for a in decisions.actions if a.action == "delete")
     if files is None:
@@ -179,17 +192,30 @@ def _undo_unit(ctx: SyncContext, info: TableInfo, refs: list[Reference], entries
         return
     files.keep_before_images(info.name, [now[a.id] for a in decisions.actions if a.id in now])
     data = _actions_csv(decisions.actions)
-    done = prod.run_transaction(undo_steps(info, refs, lambda: [data])).rows("undone")
-    by_action: dict[str, list[dict]] = {}
-    for row in done:  # what the undo's own undo needs: see run_files.py
+    unit = new_unit_id()
+
+    def lines(results: Results) -> dict[str, list[dict]]:
+        """What the undo's own undo needs (see run_files.py), by op."""
+        by_op: dict[str, list[dict]] = {}
+        for row in results.rows("undone"):
+            before = now[row["id"]]["hash"] if row["id"] in now else None
+            line = {"delete": {"id": row["id"], "before": before},
+                    "restore": {"id": row["id"], "hash": row["hash"], "before": before},
+                    "insert": {"id": row["id"], "xmin": row["hash"]}}[row["action"]]
+            by_op.setdefault(_DONE_AS[row["action"]], []).append(line)
+        return by_op
+
+    steps = undo_steps(info, refs, lambda: [data])
+    if prod.holds_commit:  # on disk before the unit commits
+        results = prod.run_transaction(steps, lambda held: files.committing(info.name, unit, lines(held)))
+        files.committed(info.name, unit)
+    else:  # sent whole: its lines once prod answered
+        results = prod.run_transaction(steps)
+        for op, rows in lines(results).items():
+            files.record(info.name, op, rows)
+    done = results.rows("undone")
+    for row in done:
         _count(result, row["action"])
-        before = now[row["id"]]["hash"] if row["id"] in now else None
-        line = {"delete": {"id": row["id"], "before": before},
-                "restore": {"id": row["id"], "hash": row["hash"], "before": before},
-                "insert": {"id": row["id"], "xmin": row["hash"]}}[row["action"]]
-        by_action.setdefault(row["action"], []).append(line)
-    for action, rows in by_action.items():
-        files.record(info.name, _DONE_AS[action], rows)
     acted = {r["id"] for r in done}
     for action in decisions.actions:
         if action.id not in acted:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,13 +45,27 @@ class Decisions:
     left: dict[str, str] = field(default_factory=dict)
 
 
+#: why a row of a unit whose commit the run never saw is left alone (engine/run_files.py): prod does not hold it
+#: as the unit left it
+UNSURE_ROLLED_BACK = "its unit's commit was not seen (the run stopped or lost its link) and prod holds the row as " \
+    "it was before that unit: the unit was rolled back"
+UNSURE_NOT_AS_LEFT = "its unit's commit was not seen (the run stopped or lost its link) and prod does not hold the " \
+    "row as the unit left it: the unit was rolled back, or prod changed the row since"
+
+
 def decide(entries: Sequence[Entry], now: Mapping[str, tuple[str, str]],
-           images: Mapping[tuple[str, str], Mapping[str, Any]], referenced: Mapping[str, str]) -> Decisions:
+           images: Mapping[tuple[str, str], Mapping[str, Any]], referenced: Mapping[str, str],
+           unsure: Set[str] = frozenset()) -> Decisions:
     """``now``: prod's rows of these ids (id -> (hash, xmin)); ``images``: the run's before-images by (id, hash);
-    ``referenced``: ids another prod row references -> which table's."""
+    ``referenced``: ids another prod row references -> which table's; ``unsure``: ids whose unit's end the
+    manifest does not hold (prod holding the row as the unit left it says the unit committed)."""
     out = Decisions()
     for entry in entries:
         current = now.get(entry.id)
+        if entry.id in unsure and entry.op != "deleted" and not _as_left(entry, current):
+            rolled_back = current is None if entry.op == "inserted" else current[0] == entry.before
+            out.left[entry.id] = UNSURE_ROLLED_BACK if rolled_back else UNSURE_NOT_AS_LEFT
+            continue
         if entry.op == "deleted":
             image = images.get((entry.id, entry.before or ""))
             if current is not None:
@@ -63,7 +77,7 @@ def decide(entries: Sequence[Entry], now: Mapping[str, tuple[str, str]],
             continue
         if current is None:
             out.left[entry.id] = "no longer in prod"
-        elif (current[1] != entry.xmin) if entry.op == "inserted" else (current[0] != entry.hash):
+        elif not _as_left(entry, current):
             out.left[entry.id] = "changed in prod since the run"
         elif entry.op == "inserted":
             if entry.id in referenced:
@@ -77,3 +91,11 @@ def decide(entries: Sequence[Entry], now: Mapping[str, tuple[str, str]],
             else:
                 out.actions.append(Action("restore", entry.id, entry.hash, image))
     return out
+
+
+def _as_left(entry: Entry, current: tuple[str, str] | None) -> bool:
+    """Whether prod holds the row as the run left it: an inserted row with the run's ``xmin``, an updated one with
+    its hash."""
+    if current is None:
+        return False
+    return current[1] == entry.xmin if entry.op == "inserted" else current[0] == entry.hash

@@ -76,8 +76,17 @@ def referencing(info: TableInfo, refs: Sequence[Reference], ids: Sequence[str]) 
 
 
 def _unreferenced(info: TableInfo, refs: Sequence[Reference]) -> sql.Composable:
-    checks = [sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS o WHERE o.{} = t.{})").format(
-        ref.name, sql.Identifier(ref.column), sql.Identifier(_key(info))) for ref in refs]
+    """No prod row references ``t``, but rows of the same table this unit deletes too (undo/apply.py decides which
+    go together)."""
+    key = sql.Identifier(_key(info))
+    checks = []
+    for ref in refs:
+        also_going = sql.SQL("")
+        if ref.table == info.name and ref.key is not None:
+            also_going = sql.SQL(" AND o.{}::text NOT IN (SELECT id FROM {} WHERE action = 'delete')").format(
+                sql.Identifier(ref.key), UNDO)
+        checks.append(sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS o WHERE o.{} = t.{}{})").format(
+            ref.name, sql.Identifier(ref.column), key, also_going))
     return sql.SQL(" AND ").join(checks) if checks else sql.SQL("true")
 
 

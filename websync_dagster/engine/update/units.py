@@ -20,11 +20,11 @@ from websync_dagster.engine.load.rejects import RejectFile
 from websync_dagster.engine.lock_wait import LockWatch
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.row_image import key_array
-from websync_dagster.engine.run_files import RunFiles
+from websync_dagster.engine.run_files import RunFiles, new_unit_id
 from websync_dagster.engine.update.candidates import find_newer
 from websync_dagster.engine.update.change_report import ChangeCounts, dev_images, reported_columns
 from websync_dagster.engine.update.steps import before_images, update_steps
-from websync_dagster.transport.base import ProdSession
+from websync_dagster.transport.base import ProdSession, Results
 
 #: rows of one update unit (a web page is ~10 kB: a unit is a few MB on the link)
 UNIT_ROWS = 500
@@ -80,6 +80,11 @@ def _expected_csv(images: Sequence[dict]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
+def _with_before(updated: Sequence[dict], hashes: dict[str, str]) -> list[dict]:
+    """The manifest's lines of updated rows: each with its hash as the unit left it and its before-image's."""
+    return [{**u, "before": hashes.get(u["id"])} for u in updated]
+
+
 def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(ids), size):
         yield ids[start:start + size]
@@ -116,18 +121,27 @@ def update_newer(dev: psycopg.Connection, session: ProdSession, plan: TablePlan,
         hashes = {image["id"]: image["hash"] for image in images}
         expected = _expected_csv(images)
         waiting = watch.watching(session.application_name, result.updated) if watch else contextlib.nullcontext()
-        noted = files.sending(plan.table, "updated", ids=[i["id"] for i in images])
+        held = session.holds_commit  # the unit's rows on disk before its COMMIT (run_files.py), or noted sending
+        noted = new_unit_id() if held else files.sending(plan.table, "updated", ids=[i["id"] for i in images])
+
+        def keep(results: Results, noted: str = noted, hashes: dict[str, str] = hashes) -> None:
+            files.committing(plan.table, noted, {"updated": _with_before(results.rows("updated"), hashes)})
+
         try:
             with waiting:
                 results = session.run_transaction(update_steps(plan, lambda rows=rows: [rows],
                                                                lambda expected=expected: [expected],
-                                                               with_content=rejects.content_budget))
+                                                               with_content=rejects.content_budget),
+                                                  keep if held else None)
         except Exception as exc:
             if not session.connection_lost(exc):
                 files.rolled_back(plan.table, noted)
             raise
         updated = results.rows("updated")
-        files.record(plan.table, "updated", [{**u, "before": hashes.get(u["id"])} for u in updated], unit=noted)
+        if held:
+            files.committed(plan.table, noted)
+        else:
+            files.record(plan.table, "updated", _with_before(updated, hashes), unit=noted)
         result.commits += 1
         result.bytes += len(rows)
         if updated:
