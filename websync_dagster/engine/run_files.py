@@ -153,7 +153,7 @@ class RunFiles:
             _append(self.manifest, [{"table": table, "op": UNIT, "unit": unit, "state": COMMITTED}])
 
     def rolled_back(self, table: str, unit: str) -> None:
-        """Note that prod rolled the unit back (it said so); a unit whose end is unknown is left ``sending``."""
+        """Note that prod rolled the unit back (it said so); a unit whose end is unknown is left as it was noted."""
         with self._lock, contextlib.suppress(OSError):  # not noted: undo reads the unit as one it cannot vouch for
             _append(self.manifest, [{"table": table, "op": UNIT, "unit": unit, "state": ROLLED_BACK}])
 
