@@ -19,9 +19,15 @@ _URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
 _MIN_SECRET = 3
 
 
+#: ``password=`` of a key=value conninfo (quoted or not) or of a URL's query string
+_PASSWORD_PARAMETER = re.compile(r"(?P<key>(?<![\w-])password\s*=\s*)(?P<value>'[^']*'|[^\s&']+)", re.I)
+
+
 def safe_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (works for any host form, ``docker:<name>`` included)."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+    """The URL with its password replaced by ``***`` (works for any host form, ``docker:<name>`` included), also
+    when it is written as a query parameter, or as a key=value conninfo instead of a URL."""
+    url = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+    return _PASSWORD_PARAMETER.sub(lambda m: f"{m['key']}***", url)
 
 
 def _shell_words(command: str) -> list[str]:

@@ -105,6 +105,19 @@ def test_a_url_with_a_bad_port_is_refused_without_its_password(name, url, expect
     assert "s3cret" not in str(caught.value)
 
 
+@pytest.mark.parametrize(("url", "shown"), [
+    ("host=10.0.0.2 user=p password=s3cret dbname=prod", "host=10.0.0.2 user=p password=*** dbname=prod"),
+    ("user=p password='s3cret word' host=h", "user=p password=*** host=h"),
+    ("postgresq://p@h/prod?password=s3cret&sslmode=require", "postgresq://p@h/prod?password=***&sslmode=require"),
+])
+def test_a_database_setting_that_is_not_a_url_is_refused_without_its_password(url, shown):
+    """A key=value conninfo (what psql also takes) is not what websync reads: the line shows it, not its password."""
+    with pytest.raises(ConfigError) as caught:
+        _load(WEBSYNC_PROD_URL=url)
+    assert str(caught.value) == f"WEBSYNC_PROD_URL is not a postgresql:// URL: {shown}"
+    assert "s3cret" not in str(caught.value)
+
+
 def test_the_environment_wins_over_the_env_file_and_a_blank_value_is_unset(tmp_path, monkeypatch):
     env_file = tmp_path / ".env"
     env_file.write_text("WEBSYNC_DEV_URL=postgresql://file@h/dev\nWEBSYNC_WAIT_S=5\nWEBSYNC_EXPORT_DIR=from-file\n"
