@@ -11,10 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 from psycopg import sql
 
-from websync_dagster.engine import run_files
-from websync_dagster.engine.run_files import COMMITTING
 from websync_dagster_tests.engine.test_update_newer import TABLES, _sync, _undo
-from websync_dagster_tests.helpers import rows_by_id, sync_all
+from websync_dagster_tests.helpers import manifest_full_at_commit, rows_by_id, sync_all
 from websync_dagster_tests.update_helpers import (
     allow,
     allow_alter,
@@ -96,15 +94,7 @@ def test_a_unit_rolled_back_with_the_trigger_held_off_leaves_prods_trigger_and_r
     pages = _recrawled(sync_env, 3)
     with sync_env.prod() as prod:
         rows, triggers = checksum(prod, "web_pages"), triggers_of(prod, "web_pages")
-    real_append = run_files._append
-
-    def append(path, lines):
-        lines = list(lines)
-        if any(line.get("state") == COMMITTING and line["table"] == "web_pages" for line in lines):
-            raise OSError(28, "No space left on device")
-        return real_append(path, lines)
-
-    monkeypatch.setattr(run_files, "_append", append)
+    manifest_full_at_commit(monkeypatch, "web_pages")
     _, runs = _sync(prod_via(sync_env).model_copy(update=HELD))
     assert "the unit was rolled back before its commit" in str(runs["web_pages"].error), runs["web_pages"].error
     with sync_env.prod() as prod:
