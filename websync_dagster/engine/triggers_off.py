@@ -39,7 +39,7 @@ def held_triggers(info: TableInfo, names: Sequence[str]) -> tuple[Trigger, ...]:
         if trigger is None:
             known = ", ".join(t.name for t in info.triggers if t.row_update) or "none"
             raise TableSyncError(info.name, f"{SETTING}: prod's {info.name} has no trigger {name} (its row triggers "
-                                 f"on UPDATE: {known}): no row of it was updated")
+                                 f"on UPDATE: {known}): nothing of it was written")
         if not trigger.row_update:
             raise TableSyncError(info.name, f"{SETTING}: prod's trigger {name} on {info.name} is not a row trigger "
                                  "on UPDATE: holding it off would change nothing an update does")
@@ -47,7 +47,7 @@ def held_triggers(info: TableInfo, names: Sequence[str]) -> tuple[Trigger, ...]:
             held.append(trigger)
     if held and not info.owned:
         raise TableSyncError(info.name, f"{SETTING}: holding prod's trigger {held[0].name} off needs prod's user to "
-                             f"own {info.name} (ALTER TABLE): no row of it was updated (grant the table's owner "
+                             f"own {info.name} (ALTER TABLE): nothing of it was written (grant the table's owner "
                              f"role to prod's user, or leave {info.name} out of {SETTING})")
     return tuple(held)
 

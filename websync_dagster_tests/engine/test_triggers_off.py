@@ -112,7 +112,7 @@ def test_a_trigger_prod_lacks_stops_only_that_table_with_one_line(sync_env):
                                       WEBSYNC_UPDATE_TRIGGERS_OFF="web_pages:pages_stamp"))
     assert str(runs["web_pages"].error) == (
         "web_pages: WEBSYNC_UPDATE_TRIGGERS_OFF: prod's web_pages has no trigger pages_stamp (its row triggers on "
-        "UPDATE: web_pages_updated_at, websync_guard_rows): no row of it was updated")
+        "UPDATE: web_pages_updated_at, websync_guard_rows): nothing of it was written")
     assert all(runs[t].error is None for t in ("web_sources", "knowledge_base"))
     with sync_env.prod() as prod:
         assert checksum(prod, "web_pages") == rows
@@ -137,5 +137,5 @@ def test_holding_a_trigger_off_without_owning_the_table_stops_only_that_table_wi
                                       WEBSYNC_UPDATE_TRIGGERS_OFF="web_pages:web_pages_updated_at"))
     assert str(runs["web_pages"].error).startswith(
         "web_pages: WEBSYNC_UPDATE_TRIGGERS_OFF: holding prod's trigger web_pages_updated_at off needs prod's user "
-        "to own web_pages (ALTER TABLE): no row of it was updated"), runs["web_pages"].error
+        "to own web_pages (ALTER TABLE): nothing of it was written"), runs["web_pages"].error
     assert all(runs[t].error is None for t in ("web_sources", "knowledge_base")), runs
