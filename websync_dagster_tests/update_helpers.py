@@ -20,7 +20,7 @@ END $$;
 """
 
 
-def prod_ddl(prod_url: str, *statements: str | sql.Composable) -> None:
+def prod_ddl(prod_url: str, *statements: str) -> None:
     with psycopg.connect(prod_url, autocommit=True) as prod:
         prod.execute("ALTER EVENT TRIGGER websync_ddl_guard DISABLE")
         for statement in statements:
@@ -64,33 +64,3 @@ def checksum(conn: psycopg.Connection, table: str, columns: list[str] | None = N
         sql.SQL(", ").join(sql.Identifier("t", c) for c in columns))
     return conn.execute(sql.SQL("SELECT md5(coalesce(string_agg(md5({}), '' ORDER BY id), '')) FROM {} AS t").format(
         row, sql.Identifier(table))).fetchone()[0]
-
-
-#: replaces conftest.PROD_GUARD's DDL guard: ALTER TABLE of the one table named in websync_guard_alter passes
-#: (websync holding a trigger of it off, WEBSYNC_UPDATE_TRIGGERS_OFF); any other DDL is still refused
-ALTERING_DDL_GUARD = """
-CREATE TABLE IF NOT EXISTS websync_guard_alter (identity text);
-CREATE OR REPLACE FUNCTION websync_ddl_guard() RETURNS event_trigger LANGUAGE plpgsql AS $$
-DECLARE obj record;
-BEGIN
-  FOR obj IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
-    IF (obj.schema_name IS NULL OR obj.schema_name NOT LIKE 'pg_temp%') AND NOT (obj.command_tag = 'ALTER TABLE'
-        AND obj.object_identity IN (SELECT identity FROM websync_guard_alter)) THEN
-      RAISE EXCEPTION 'websync guard: DDL % on %', obj.command_tag, obj.object_identity;
-    END IF;
-  END LOOP;
-END $$;
-"""
-
-
-def allow_alter(prod_url: str, table: str) -> None:
-    """Let the DDL guard pass ALTER TABLE of ``table`` (and nothing else)."""
-    prod_ddl(prod_url, ALTERING_DDL_GUARD)
-    with psycopg.connect(prod_url, autocommit=True) as prod:
-        prod.execute("INSERT INTO websync_guard_alter VALUES (%s)", [f"public.{table}"])
-
-
-def triggers_of(conn: psycopg.Connection, table: str) -> dict[str, str]:
-    """Each trigger of ``table`` (its own, not a foreign key's) with its ``tgenabled``."""
-    return dict(conn.execute("SELECT tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = %s::regclass "
-                             "AND NOT tgisinternal", [table]).fetchall())

@@ -37,7 +37,6 @@ from websync_dagster.core.validate import (
     check_reindex_url,
     one_line,
     tables_value,
-    triggers_off_value,
     update_newer_value,
     variable,
 )
@@ -151,10 +150,6 @@ class Settings(_Variables):
     tables: Tables = Field(DEFAULT_TABLES, validation_alias="WEBSYNC_TABLES", description="the tables synced")
     update_newer: Tables = Field((), validation_alias="WEBSYNC_UPDATE_NEWER",
                                  description="table:version_column,... updated in prod where dev's row is newer")
-    update_triggers_off: Tables = Field(
-        (), validation_alias="WEBSYNC_UPDATE_TRIGGERS_OFF",
-        description="table:trigger,... prod's triggers held off while websync updates that table's rows (and undo "
-                    "restores them), so that they keep dev's values (needs prod's user to own the table)")
     progress_every_s: Seconds = Field(5.0, validation_alias="WEBSYNC_PROGRESS_EVERY_S",
                                       description="seconds between two progress lines of a transfer")
     diff_auto_sync: Switch = Field(False, validation_alias="WEBSYNC_DIFF_AUTO_SYNC",
@@ -175,20 +170,6 @@ class Settings(_Variables):
     @classmethod
     def _update_newer(cls, value: Any) -> tuple[str, ...]:
         return update_newer_value(value)
-
-    @field_validator("update_triggers_off", mode="before")
-    @classmethod
-    def _update_triggers_off(cls, value: Any) -> tuple[str, ...]:
-        return triggers_off_value(value)
-
-    @property
-    def triggers_off(self) -> dict[str, tuple[str, ...]]:
-        """Per table, prod's triggers held off while its rows are updated (WEBSYNC_UPDATE_TRIGGERS_OFF)."""
-        out: dict[str, tuple[str, ...]] = {}
-        for item in self.update_triggers_off:
-            table, trigger = item.split(":", 1)
-            out[table] = (*out.get(table, ()), trigger)
-        return out
 
     @property
     def version_columns(self) -> dict[str, str]:

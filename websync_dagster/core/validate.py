@@ -131,24 +131,6 @@ def update_newer_value(value: Any) -> tuple[str, ...]:
     return tuple(f"{t}:{c}" for t, c in out.items())
 
 
-def triggers_off_value(value: Any) -> tuple[str, ...]:
-    """WEBSYNC_UPDATE_TRIGGERS_OFF (``table:trigger,...``, or a run config's list): each item once, a synced
-    table's name and a trigger's."""
-    items = [i.strip() for i in value.split(",")] if isinstance(value, str) else [str(i).strip() for i in value]
-    out: list[str] = []
-    for item in filter(None, items):
-        table, _, trigger = (part.strip() for part in item.partition(":"))
-        if not trigger:
-            raise ValueError(f"WEBSYNC_UPDATE_TRIGGERS_OFF: {item!r} names no trigger (write table:trigger)")
-        try:
-            parse_tables(table)
-        except ConfigError as exc:
-            raise ValueError(f"WEBSYNC_UPDATE_TRIGGERS_OFF: {exc}") from None
-        if f"{table}:{trigger}" not in out:
-            out.append(f"{table}:{trigger}")
-    return tuple(out)
-
-
 _CRON_FIELDS = (  # (name, lowest, highest, names in order from ``lowest``) of the five cron fields
     ("minute", 0, 59, ()),
     ("hour", 0, 23, ()),

@@ -60,7 +60,6 @@ class WebsyncResource(ConfigurableResource):
     export_dir: str = _setting("export_dir")
     tables: list[str] = _setting("tables")
     update_newer: list[str] = _setting("update_newer")
-    update_triggers_off: list[str] = _setting("update_triggers_off")
     progress_every_s: float = _setting("progress_every_s")
     diff_auto_sync: bool = _setting("diff_auto_sync")
     wait_s: int = _setting("wait_s")

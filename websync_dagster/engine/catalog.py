@@ -1,4 +1,4 @@
-"""What each database says about the synced tables: columns, unique keys, foreign keys, triggers."""
+"""What each database says about the synced tables: columns, unique keys, foreign keys."""
 
 from __future__ import annotations
 
@@ -54,26 +54,12 @@ class ForeignKey:
 
 
 @dataclass(frozen=True)
-class Trigger:
-    """A trigger of the table's own (not a foreign key's internal one)."""
-
-    name: str
-    #: ``pg_trigger.tgenabled``: O fires (origin and local sessions), A always, R only in replica sessions, D never
-    enabled: str
-    #: a row trigger that fires on UPDATE
-    row_update: bool
-
-
-@dataclass(frozen=True)
 class TableInfo:
     name: str
     columns: tuple[Column, ...]
     unique_keys: tuple[UniqueKey, ...]  # plain column keys only: what the delta export and the diff match on
     foreign_keys: tuple[ForeignKey, ...]
     expression_keys: tuple[ExpressionKey, ...] = ()
-    triggers: tuple[Trigger, ...] = ()
-    #: the session's user owns the table (or is a member of its owner, or a superuser): it may ALTER it
-    owned: bool = False
 
     @property
     def column_names(self) -> list[str]:
@@ -131,12 +117,7 @@ SELECT c.relname AS name,
           ORDER BY ic.relname), '[]'::json)
      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
     WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid
-      AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)) AS expression_keys,
-  (SELECT coalesce(json_agg(json_build_object(
-            'name', t.tgname, 'enabled', t.tgenabled, 'row_update', (t.tgtype & 17) = 17)
-          ORDER BY t.tgname), '[]'::json)
-     FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal) AS triggers,
-  pg_has_role(c.relowner, 'USAGE') AS owned
+      AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)) AS expression_keys
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname = ANY({tables})
 """
@@ -164,8 +145,6 @@ def read_catalog(
                 ExpressionKey(e["name"], tuple(e["expressions"]), e["predicate"], e["nulls_not_distinct"])
                 for e in row["expression_keys"]
             ),
-            triggers=tuple(Trigger(**t) for t in row["triggers"]),
-            owned=row["owned"],
         )
     missing = [t for t in tables if t not in found]
     if missing and require_all:

@@ -117,8 +117,7 @@ class SyncContext:
         """Each synced table's plan or planning error, in FK order, read once per context."""
         if self._planning is None:
             self._planning = plan_each_table(self.dev_side.catalog(), self.prod, self.settings.tables,
-                                             versions=self.settings.version_columns,
-                                             triggers_off=self.settings.triggers_off)
+                                             versions=self.settings.version_columns)
         return self._planning
 
     def plans(self) -> dict[str, TablePlan]:

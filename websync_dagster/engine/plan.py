@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from websync_dagster.core.errors import TableSyncError
-from websync_dagster.engine.catalog import TableInfo, Trigger
-from websync_dagster.engine.triggers_off import held_triggers
+from websync_dagster.engine.catalog import TableInfo
 
 #: what a sync writes instead of dev's value, so that prod re-indexes the documents
 DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {"knowledge_base": {"is_indexed": False, "chunk_count": 0}}
@@ -40,8 +39,6 @@ class TablePlan:
     overrides_skipped: Mapping[str, str] = field(default_factory=dict)
     #: the version column of a table opted in to newer-wins updates (engine/update/), else None: insert-only
     version: str | None = None
-    #: prod's triggers held off while the update path writes the table's rows (engine/triggers_off.py)
-    triggers_off: tuple[Trigger, ...] = ()
 
     @property
     def warnings(self) -> list[str]:
@@ -74,11 +71,10 @@ def check_version(table: str, column: str, dev: TableInfo, prod: TableInfo) -> s
 
 
 def plan_table(dev: TableInfo, prod: TableInfo, overrides: Mapping[str, Any] | None = None,
-               version: str | None = None, triggers_off: Sequence[str] = ()) -> TablePlan:
+               version: str | None = None) -> TablePlan:
     """Match dev's and prod's columns by name; refuse what cannot be inserted. An override of a column
     that is not shipped (e.g. prod has no such column) is skipped and reported, not refused. ``version``: the
-    table's version column when it is opted in to newer-wins updates (checked by ``check_version``), with prod's
-    ``triggers_off`` held off while its rows are updated (checked by ``held_triggers``)."""
+    table's version column when it is opted in to newer-wins updates (checked by ``check_version``)."""
     table = dev.name
     key = dev.primary_key
     if len(key) != 1 or prod.primary_key != key:
@@ -115,7 +111,6 @@ def plan_table(dev: TableInfo, prod: TableInfo, overrides: Mapping[str, Any] | N
         prod=prod,
         overrides_skipped={k: _why_not_applied(k, prod) for k in overrides if k not in shipped},
         version=check_version(table, version, dev, prod) if version else None,
-        triggers_off=held_triggers(prod, triggers_off) if version else (),
     )
 
 

@@ -42,12 +42,10 @@ def plan_each_table(
     tables: Sequence[str],
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     versions: Mapping[str, str] | None = None,
-    triggers_off: Mapping[str, Sequence[str]] | None = None,
 ) -> Planning:
     """Plans for ``tables`` in foreign-key order (computed from every table prod could describe); a
     table missing on one side, or that ``plan_table`` refuses, gets its error instead of a plan.
-    ``versions``: the tables opted in to newer-wins updates, with their version column; ``triggers_off``: prod's
-    triggers held off while their rows are updated."""
+    ``versions``: the tables opted in to newer-wins updates, with their version column."""
     overrides = DEFAULT_OVERRIDES if overrides is None else overrides
     dev_catalog = read_catalog(dev, list(tables), side="dev", require_all=False)
     prod_catalog = read_catalog(prod, list(tables), side="prod", require_all=False)
@@ -59,7 +57,7 @@ def plan_each_table(
                 if table not in catalog:
                     raise TableSyncError(table, f"table not found in the {side} database")
             plans[table] = plan_table(dev_catalog[table], prod_catalog[table], overrides.get(table),
-                                      (versions or {}).get(table), (triggers_off or {}).get(table, ()))
+                                      (versions or {}).get(table))
         except TableSyncError as exc:
             errors[table] = exc
     return Planning(plans, errors, prod_catalog, ProdIdDigests({t: p.key for t, p in plans.items()}))

@@ -1,8 +1,7 @@
 """Undo is exact (issue 18): over random runs that insert rows and update rows newer in dev (and leave alone rows
 prod holds newer), ``undo`` brings prod back to the checksums it had before the run, and undoing the undo brings
 back the run's result. On web_files, which no prod trigger rewrites (web_pages' BEFORE UPDATE trigger sets
-updated_at, also when a row is restored, unless WEBSYNC_UPDATE_TRIGGERS_OFF holds it off: test_update_newer.py and
-test_triggers_off.py check it apart)."""
+updated_at, also when a row is restored: test_update_newer.py checks it apart)."""
 
 from __future__ import annotations
 

@@ -105,8 +105,6 @@ class MemoryTable:
             "foreign_keys": [{"name": f.name, "ref_table": f.ref_table, "columns": list(f.columns),
                               "ref_columns": list(f.ref_columns)} for f in self.info.foreign_keys],
             "expression_keys": [],
-            "triggers": [],
-            "owned": True,
         }
 
     def clash(self, row: Row, rows: Mapping[str, Row]) -> UniqueKey | None:

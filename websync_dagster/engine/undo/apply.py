@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from websync_dagster.core.errors import SyncError, TableSyncError
-from websync_dagster.engine.catalog import TableInfo, Trigger, read_catalog
+from websync_dagster.engine.catalog import TableInfo, read_catalog
 from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.events import EventSink, Note
 from websync_dagster.engine.order import fk_order
@@ -23,7 +23,6 @@ from websync_dagster.engine.run_files import (
     rows_to_undo,
     unrecorded_units,
 )
-from websync_dagster.engine.triggers_off import held_triggers
 from websync_dagster.engine.undo.decide import Action, Entry, decide
 from websync_dagster.engine.undo.steps import (
     UNDO_COLUMNS,
@@ -127,10 +126,9 @@ def undo_run(ctx: SyncContext, run_id: str, *, undo_run_id: str, dry_run: bool =
                 images = read_before_images(export_dir, table, run_id)
                 refs = [Reference(**r, key=catalog[r["table"]].primary_key[0] if r["table"] in catalog else None)
                         for r in ctx.prod.query(references_query(catalog[table]))]
-                held = held_triggers(catalog[table], ctx.settings.triggers_off.get(table, ()))
                 for unit in _chunks(entries, UNIT_ROWS):
                     _undo_unit(ctx, catalog[table], refs, unit, images, results[table], files, deleting,
-                               to_undo.unsure.get(table, set()), held)
+                               to_undo.unsure.get(table, set()))
             except SyncError as exc:
                 errors.append(exc if isinstance(exc, TableSyncError) else TableSyncError(table, str(exc)))
             except Exception as exc:  # prod refused: this table stops, the others go on
@@ -165,7 +163,7 @@ def _unit_said(line: dict, export_dir: Path, run_id: str) -> str:
 
 def _undo_unit(ctx: SyncContext, info: TableInfo, refs: list[Reference], entries: Sequence[Entry],
                images: dict, result: UndoTable, files: RunFiles | None, deleting: dict[str, set[str]],
-               unsure: set[str], held: Sequence[Trigger]) -> None:
+               unsure: set[str]) -> None:
     ids = [e.id for e in entries]
     prod = ctx.prod
     now = {r["id"]: r for r in prod.run_transaction(rows_now(info, ids)).rows("now")}
@@ -207,7 +205,7 @@ def _undo_unit(ctx: SyncContext, info: TableInfo, refs: list[Reference], entries
             by_op.setdefault(_DONE_AS[row["action"]], []).append(line)
         return by_op
 
-    steps = undo_steps(info, refs, lambda: [data], held)
+    steps = undo_steps(info, refs, lambda: [data])
     if prod.holds_commit:  # on disk before the unit commits
         results = prod.run_transaction(steps, lambda held: files.committing(info.name, unit, lines(held)))
         files.committed(info.name, unit)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from websync_dagster.engine.catalog import TableInfo, Trigger
+from websync_dagster.engine.catalog import TableInfo
 from websync_dagster.engine.load.steps import advisory_lock
 from websync_dagster.engine.row_image import (
     fixed_text_forms,
@@ -17,7 +17,6 @@ from websync_dagster.engine.row_image import (
     row_hash,
     writable_columns,
 )
-from websync_dagster.engine.triggers_off import hold_off, put_back
 from websync_dagster.transport.base import CopyIn, Query, Statement, Step
 
 UNDO = sql.Identifier("pg_temp", "_ws_undo")
@@ -91,13 +90,11 @@ def _unreferenced(info: TableInfo, refs: Sequence[Reference]) -> sql.Composable:
     return sql.SQL(" AND ").join(checks) if checks else sql.SQL("true")
 
 
-def undo_steps(info: TableInfo, refs: Sequence[Reference], actions: Callable[[], Iterable[bytes]],
-               triggers_off: Sequence[Trigger] = ()) -> list[Step]:
+def undo_steps(info: TableInfo, refs: Sequence[Reference], actions: Callable[[], Iterable[bytes]]) -> list[Step]:
     """One unit's transaction: the actions (a CSV of ``UNDO_COLUMNS``) staged, then each row deleted, restored from
     its image, or inserted from it, only while prod holds it as expected (a delete: the same ``xmin``; a restore:
     the same hash; an insert: no row of that id), a delete only while no prod row references the row; ``undone``:
-    what was done (with the new hash of a restored row, the ``xmin`` of an inserted one). ``triggers_off``: prod's
-    triggers held off meanwhile (engine/triggers_off.py)."""
+    what was done (with the new hash of a restored row, the ``xmin`` of an inserted one)."""
     t, key = sql.Identifier(info.name), sql.Identifier(_key(info))
     key_type = sql.SQL(info.column(_key(info)).type)
     image = sql.SQL("u.image")
@@ -118,7 +115,6 @@ def undo_steps(info: TableInfo, refs: Sequence[Reference], actions: Callable[[],
             "AND t.xmin::text = u.expect AND {free} RETURNING u.id) "
             "INSERT INTO {undone} SELECT 'delete', id, NULL FROM d"
         ).format(t=t, undo=UNDO, row=this_row, free=_unreferenced(info, refs), undone=UNDONE)),
-        *hold_off(info.name, triggers_off),
         Statement(sql.SQL(
             "WITH r AS (UPDATE {t} AS t SET {restore} FROM {undo} AS u WHERE u.action = 'restore' AND {same} "
             "RETURNING u.id, {h} AS hash) INSERT INTO {undone} SELECT 'restore', id, hash FROM r"
@@ -130,6 +126,5 @@ def undo_steps(info: TableInfo, refs: Sequence[Reference], actions: Callable[[],
         ).format(t=t, cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
                  values=sql.SQL(", ").join(from_image(info, c, image) for c in columns), undo=UNDO, k=key,
                  undone=UNDONE)),
-        *put_back(info.name, triggers_off),
         Query("undone", sql.SQL("SELECT action, id, hash FROM {}").format(UNDONE)),
     ]

@@ -12,7 +12,6 @@ from websync_dagster.engine.load.steps import advisory_lock
 from websync_dagster.engine.load.temp_tables import PROBE
 from websync_dagster.engine.plan import TablePlan
 from websync_dagster.engine.row_image import fixed_text_forms, images_query, row_hash
-from websync_dagster.engine.triggers_off import hold_off, put_back
 from websync_dagster.transport.base import CopyIn, Query, Statement, Step
 
 #: the before-image hash of each row of the unit (``id``, ``hash``): a row is updated only while prod holds it so
@@ -48,8 +47,7 @@ def _update_range(plan: TablePlan) -> sql.Composed:
 def update_steps(plan: TablePlan, rows: Callable[[], Iterable[bytes]], expected: Callable[[], Iterable[bytes]],
                  *, with_content: int) -> list[Step]:
     """One unit's transaction: ``rows`` (dev's rows, a CSV with header of ``plan.shipped``) staged, cast, and
-    written over prod's rows where the rules allow (prod's ``triggers_off`` held off meanwhile); ``expected``: the
-    CSV ``id,hash`` of their before-images."""
+    written over prod's rows where the rules allow; ``expected``: the CSV ``id,hash`` of their before-images."""
     return [
         fixed_text_forms(),
         advisory_lock(plan.table),
@@ -59,9 +57,7 @@ def update_steps(plan: TablePlan, rows: Callable[[], Iterable[bytes]], expected:
         Statement(sql.SQL("CREATE TEMP TABLE {} (id text, hash text) ON COMMIT DROP").format(UPDATED)),
         block_settings(plan, _update_range(plan)).statement(),
         block("probe"),
-        *hold_off(plan.table, plan.triggers_off),
         block("insert"),
-        *put_back(plan.table, plan.triggers_off),
         Query("updated", sql.SQL("SELECT id, hash FROM {}").format(UPDATED)),
         rejects_query(with_content),
     ]
