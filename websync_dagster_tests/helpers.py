@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -71,21 +70,3 @@ def table_snapshot(conn: psycopg.Connection, table: str) -> dict[str, Any]:
     """id -> md5 of the whole row, to prove rows were left exactly as they were."""
     query = sql.SQL("SELECT id::text, md5(t::text) FROM {} AS t").format(sql.Identifier(table))
     return dict(conn.execute(query).fetchall())
-
-
-def manifest_full_at_commit(monkeypatch, table: str) -> Callable[[], None]:
-    """The run's manifest cannot be written (disk full) when a unit of ``table`` is about to commit; the rest is
-    written. Returns what mends it."""
-    from websync_dagster.engine import run_files
-    from websync_dagster.engine.run_files import COMMITTING
-
-    real_append = run_files._append
-
-    def append(path, lines):
-        lines = list(lines)
-        if any(line.get("state") == COMMITTING and line["table"] == table for line in lines):
-            raise OSError(28, "No space left on device")
-        return real_append(path, lines)
-
-    monkeypatch.setattr(run_files, "_append", append)
-    return lambda: monkeypatch.setattr(run_files, "_append", real_append)

@@ -9,18 +9,15 @@ from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@", re.I)
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.I)
 #: ``NAME=value`` where the name says it is a secret: shell assignments (``PGPASSWORD=x``), long options
 #: (``--password=x``), conninfo and query parameters (``password=x``)
 _SECRET_ASSIGNMENT = re.compile(
     r"(?P<key>(?<![\w-])-{0,2}[\w-]*(?:pass|secret|token)[\w-]*=)(?P<value>'[^']*'|\"[^\"]*\"|[^\s'\"]+)", re.I
 )
-_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
-_MIN_SECRET = 3
-
-
 #: ``password=`` of a key=value conninfo (quoted or not) or of a URL's query string
 _PASSWORD_PARAMETER = re.compile(r"(?P<key>(?<![\w-])password\s*=\s*)(?P<value>'[^']*'|[^\s&']+)", re.I)
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
+_MIN_SECRET = 3
 
 
 def safe_url(url: str) -> str:
@@ -68,6 +65,4 @@ class Redactor:
         # known values first: a password holding '@' or a space would defeat the patterns below
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-        text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m['key']}***", text)
-        return _KV_PASSWORD.sub(r"\1***", text)
+        return _SECRET_ASSIGNMENT.sub(lambda m: f"{m['key']}***", safe_url(text))

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from websync_dagster.engine import run_files
 from websync_dagster.engine.context import SyncContext
 from websync_dagster.engine.run_files import (
     COMMITTED,
@@ -26,7 +27,7 @@ from websync_dagster.engine.undo.apply import undo_run
 from websync_dagster_tests.conftest import CONTAINER
 from websync_dagster_tests.engine.test_refusals import prod_ddl
 from websync_dagster_tests.engine.test_update_faults import _sync
-from websync_dagster_tests.helpers import count, manifest_full_at_commit, table_snapshot
+from websync_dagster_tests.helpers import count, table_snapshot
 from websync_dagster_tests.update_helpers import allow, arm_allowing_guard
 
 FRAGILE = ("CREATE FUNCTION fragile_check(u text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$ "
@@ -67,7 +68,15 @@ def test_a_unit_whose_rows_cannot_be_written_is_rolled_back_and_the_next_run_lan
                                                                                         monkeypatch):
     with sync_env.prod() as prod:
         pages = table_snapshot(prod, "web_pages")
-    mend = manifest_full_at_commit(monkeypatch, "web_pages")
+    real_append = run_files._append
+
+    def append(path, lines):
+        lines = list(lines)
+        if any(line.get("state") == COMMITTING and line["table"] == "web_pages" for line in lines):
+            raise OSError(28, "No space left on device")
+        return real_append(path, lines)
+
+    monkeypatch.setattr(run_files, "_append", append)
     _, runs = _sync(prod_via(sync_env))
     error = str(runs["web_pages"].error)
     assert error.startswith("web_pages: the run's manifest ") and "([Errno 28] No space left on device)" in error, error
@@ -76,7 +85,7 @@ def test_a_unit_whose_rows_cannot_be_written_is_rolled_back_and_the_next_run_lan
     assert runs["web_sources"].error is None and runs["knowledge_base"].error is None
     with sync_env.prod() as prod:
         assert table_snapshot(prod, "web_pages") == pages
-    mend()
+    monkeypatch.setattr(run_files, "_append", real_append)
     _, runs = _sync(prod_via(sync_env))
     assert all(r.error is None for r in runs.values()), {t: r.error for t, r in runs.items()}
     with sync_env.prod() as prod:
