@@ -120,8 +120,13 @@ def test_undo_deletes_what_a_run_inserted_and_restores_what_it_updated_and_undo_
     run_id, runs = _sync(settings)
     assert all(r.error is None for r in runs.values()), {t: r.error for t, r in runs.items()}
     assert runs["web_files"].update.updated == 3 and runs["web_files"].load.result.inserted == 2
-    with sync_env.prod() as prod:
+    with sync_env.dev() as dev, sync_env.prod() as prod:
         synced = {t: checksum(prod, t) for t in TABLES}
+        # web_files has no trigger of prod's rewriting a row: its updated rows are dev's on every shipped column,
+        # the version column too
+        shipped = runs["web_files"].load.plan.shipped
+        assert "updated_at" in shipped and "text_content" in shipped
+        assert rows_by_id(prod, "web_files", files, shipped) == rows_by_id(dev, "web_files", files, shipped)
 
     _, dry = _undo(settings, run_id, dry_run=True)
     assert (dry["web_files"].deleted, dry["web_files"].restored) == (2, 3)
