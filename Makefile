@@ -49,9 +49,12 @@ test: $(STAMP) lint
 test-fast: $(STAMP) lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not servers"
 
+# websync against the raw COPY pipe and the runbook: the VPS link at x0.25, loopback at x1 (medians of 3), then once
+# at x2 and x10 (4.6 GB of CSV): about 70 min on 2 cores; make bench BENCH_ARGS="--growth 2" for the short one
+BENCH_ARGS ?= --growth 2 10
 bench: $(STAMP)
 	bash .ci/install-sshd.sh
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # Sling and dlt side by side with websync (benchmarks/peers.py, docs/BENCHMARKS.md "Peers"), the peers in their own
 # venv, never in websync's (psycopg: SQLAlchemy 2.1 reaches postgresql:// URLs through it): make bench-peers

@@ -1,6 +1,6 @@
 """websync against raw COPY and the shell runbook, on the same data, in one run.
 
-    .venv/bin/python benchmarks/run.py [--scale 1.0] [--repeat 3] [--growth 2 | --no-2x] [--link-scale 0.25]
+    .venv/bin/python benchmarks/run.py [--scale 1.0] [--repeat 3] [--growth 2 [10] | --no-2x] [--link-scale 0.25]
                                        [--no-link] [--cut] [--only-link] [--only-diff]
 
 Measures (a) raw `COPY TO STDOUT | COPY FROM STDIN` between the two servers in FK order, (b) the
@@ -16,8 +16,10 @@ the four tables, heap, TOAST and indexes) against the tables' total size; ``--on
 Also, at the first scale: the whole `websync sync` process of a no-op re-run (the console script, exec to
 exit) and where its time goes (``benchmarks/noop_profile.py``, ``python -X importtime``); the VPS link
 section (``benchmarks/vps_link.py``: runbook, ssh_tunnel and ssh_psql through a 20 Mbit/s, 40 ms link, at
-``--link-scale`` of the data; ``--cut`` adds a run reset at ~80% of web_pages); and ``--growth F`` measures
-the scale times F once (x10 = 4.6 GB of CSV) and prints the growth of each figure.
+``--link-scale`` of the data; ``--cut`` adds a run reset at ~80% of web_pages); ``websync --version`` (exec to
+exit); and ``--growth F [F ...]`` measures the scale times each F once (x10 = 4.6 GB of CSV) and prints the growth
+of each figure. Each measurement prints a progress line on stderr as it ends; ``--json`` is rewritten after each
+scale, so a long run's figures so far survive it.
 """
 
 from __future__ import annotations
@@ -253,6 +255,14 @@ def noop_process(dev_url: str, prod_url: str, home: Path, via: dict[str, str] | 
     return {"seconds": wall, "wall_s": wall}
 
 
+def version_process() -> dict:
+    """`websync --version`, exec to exit."""
+    started = time.perf_counter()
+    subprocess.run([str(WEBSYNC), "--version"], check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    return {"seconds": wall, "wall_s": wall}
+
+
 def profile_noop(dev_url: str, prod_url: str, home: Path) -> dict:
     """Stages of a no-op process (cProfile, so slower than unprofiled) and the heaviest imports."""
     env = websync_env(dev_url, prod_url, home, None)
@@ -391,6 +401,8 @@ def measure_scale(bench: Bench, factor: float, repeat: int, *, profile: bool = F
     def timed(name: str, measure: Callable[[], dict]) -> None:
         bench.settle()
         results.setdefault(name, []).append(measure())
+        print(f"{time.strftime('%H:%M:%S')} x{factor} {name}: {results[name][-1].get('seconds', float('nan')):.2f} s",
+              file=sys.stderr, flush=True)
 
     synced: dict[str, str] = {}
     for _ in range(repeat):
@@ -413,6 +425,8 @@ def measure_scale(bench: Bench, factor: float, repeat: int, *, profile: bool = F
             if profile and not ssh and "noop_profile" not in results:
                 bench.settle()
                 results["noop_profile"] = [profile_noop(dev_url, prod_url, home)]
+            if profile and not ssh:
+                timed("version_process", version_process)
             timed(f"diff_in_sync_{label}", partial(diff_cost, bench, dev_url, prod_url, ssh=ssh))
             diff_ticks(bench, dev_url, prod_url, timed, label)
     # 1% new rows in dev; each repetition syncs them into a copy of a synced prod (of the last repetition)
@@ -440,7 +454,7 @@ def report(scale: dict) -> list[str]:
     lines = [f"scale x{scale['factor']}: {rows} rows, {csv / 1e6:.0f} MB of CSV (shipped columns)",
              f"{'measurement':32} {'s':>8} {'rows/s':>9} {'MB/s':>7} {'sent MB':>9} {'RSS MB':>7} {'start s':>8} n"]
     for name, values in r.items():
-        if "seconds" not in values[0]:
+        if "seconds" not in values[0] or name == "version_process":
             continue
         s = median(values, "seconds")
         sent = median(values, "bytes_sent_to_prod") / 1e6 if "bytes_sent_to_prod" in values[0] else float("nan")
@@ -482,6 +496,9 @@ def noop_report(scale: dict) -> list[str]:
         values = r[f"noop_process_{label}"]
         lines.append(f"  {label:10} {median(values, 'seconds'):5.2f} s (<= 2.5) = {100 * median(values, 'seconds') / rerun:4.1f}% "
                      "of the runbook's re-run (<= 30%); each: " + ", ".join(f"{v['seconds']:.2f}" for v in values))
+    if "version_process" in r:
+        lines.append(f"  `websync --version`: {median(r['version_process'], 'seconds'):.2f} s (<= 0.2); each: "
+                     + ", ".join(f"{v['seconds']:.2f}" for v in r["version_process"]))
     if "noop_profile" in r:
         prof = r["noop_profile"][0]
         lines.append(f"  profiled no-op (cProfile, direct), {prof['wall_s']:.2f} s in all:")
@@ -515,9 +532,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--growth", type=float, default=2.0,
-                        help="also measure once at the scale times this (10: ~4.6 GB of CSV); 0: not at all")
-    parser.add_argument("--no-2x", dest="growth", action="store_const", const=0.0)
+    parser.add_argument("--growth", type=float, nargs="+", default=[2.0],
+                        help="also measure once at the scale times each of these (10: ~4.6 GB of CSV)")
+    parser.add_argument("--no-2x", dest="growth", action="store_const", const=[])
     parser.add_argument("--link-scale", type=float, default=0.25,
                         help="scale of the VPS link section (20 Mbit/s; x1 = 461 MB of CSV = ~3 min per runbook run)")
     parser.add_argument("--no-link", dest="link", action="store_false", help="skip the VPS link section")
@@ -535,8 +552,8 @@ def main() -> int:
     try:
         if args.only_diff:
             scales = [measure_diff_only(bench, args.scale, args.repeat)]
-            if args.growth:
-                scales.append(measure_diff_only(bench, args.scale * args.growth, args.repeat))
+            for factor in args.growth:
+                scales.append(measure_diff_only(bench, args.scale * factor, args.repeat))
             for scale in scales:
                 for line in diff_report(scale):
                     print(line, flush=True)
@@ -555,12 +572,16 @@ def main() -> int:
             print(f"load average at the end of x{args.scale}: {os.getloadavg()}")
             for line in report(scales[-1]):
                 print(line, flush=True)
-        if args.growth and not args.only_link:
-            scales.append(measure_scale(bench, args.scale * args.growth, 1))
-            for line in report(scales[-1]) + growth_report(scales[-2], scales[-1]):
-                print(line, flush=True)
         if args.json:
             args.json.write_text(json.dumps(scales, indent=1, default=str))
+        first = scales[-1]
+        for factor in [] if args.only_link else args.growth:
+            scales.append(measure_scale(bench, round(args.scale * factor, 6), 1))
+            print(f"load average at the end of x{round(args.scale * factor, 6)}: {os.getloadavg()}")
+            for line in report(scales[-1]) + growth_report(first, scales[-1]):
+                print(line, flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(scales, indent=1, default=str))
     finally:
         bench.close()
     return 0
