@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,15 @@ def fill_templates(dev_url: str, prod_url: str) -> SampleFacts:
 
 #: fixtures that start real servers or processes: a test using any of them is in the real-server suite
 SERVER_FIXTURES = {"servers", "sync_env", "servers15", "sync_env15", "vps", "prod_via", "sshd"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background of a non-interactive shell (``nohup make test &``) inherits SIGINT
+    ignored, and so would every process a test starts and then interrupts (Ctrl-C tests, ``dg dev``, the demo's
+    UI), which then never exits: SIGINT gets Python's own handler here, which the children's exec resets to the
+    default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
