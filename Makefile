@@ -50,7 +50,7 @@ test-fast: $(STAMP) lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not servers"
 
 # websync against the raw COPY pipe and the runbook: the VPS link at x0.25, loopback at x1 (medians of 3), then once
-# at x2 and x10 (4.6 GB of CSV): about 70 min on 2 cores; make bench BENCH_ARGS="--growth 2" for the short one
+# at x2 and x10 (4.6 GB of CSV): about 40 min on 2 cores; make bench BENCH_ARGS="--growth 2" for the short one
 BENCH_ARGS ?= --growth 2 10
 bench: $(STAMP)
 	bash .ci/install-sshd.sh

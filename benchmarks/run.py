@@ -570,18 +570,16 @@ def main() -> int:
             scales.append({"link": link})
             for line in link_report(link):
                 print(line, flush=True)
-        if not args.only_link:
-            scales.append(measure_scale(bench, args.scale, args.repeat, profile=True))
-            print(f"load average at the end of x{args.scale}: {os.getloadavg()}")
-            for line in report(scales[-1]):
-                print(line, flush=True)
         if args.json:
             args.json.write_text(json.dumps(scales, indent=1, default=str))
-        first = scales[-1]
-        for factor in [] if args.only_link else args.growth:
-            scales.append(measure_scale(bench, round(args.scale * factor, 6), 1))
-            print(f"load average at the end of x{round(args.scale * factor, 6)}: {os.getloadavg()}")
-            for line in report(scales[-1]) + growth_report(first, scales[-1]):
+        factors = [] if args.only_link else [1.0, *args.growth]
+        for index, factor in enumerate(factors):  # the first scale repeated and profiled, each growth point once
+            first = index == 0
+            scale = round(args.scale * factor, 6)
+            scales.append(measure_scale(bench, scale, args.repeat if first else 1, profile=first))
+            print(f"load average at the end of x{scale}: {os.getloadavg()}")
+            one = next(s for s in scales if "link" not in s)
+            for line in report(scales[-1]) + ([] if first else growth_report(one, scales[-1])):
                 print(line, flush=True)
             if args.json:
                 args.json.write_text(json.dumps(scales, indent=1, default=str))
