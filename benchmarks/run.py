@@ -556,7 +556,7 @@ def main() -> int:
         if args.only_diff:
             scales = [measure_diff_only(bench, args.scale, args.repeat)]
             for factor in args.growth:
-                scales.append(measure_diff_only(bench, args.scale * factor, args.repeat))
+                scales.append(measure_diff_only(bench, round(args.scale * factor, 6), args.repeat))
             for scale in scales:
                 for line in diff_report(scale):
                     print(line, flush=True)
@@ -578,8 +578,7 @@ def main() -> int:
             scale = round(args.scale * factor, 6)
             scales.append(measure_scale(bench, scale, args.repeat if first else 1, profile=first))
             print(f"load average at the end of x{scale}: {os.getloadavg()}")
-            one = next(s for s in scales if "link" not in s)
-            for line in report(scales[-1]) + ([] if first else growth_report(one, scales[-1])):
+            for line in report(scales[-1]) + ([] if first else growth_report(scales[-1 - index], scales[-1])):
                 print(line, flush=True)
             if args.json:
                 args.json.write_text(json.dumps(scales, indent=1, default=str))
